@@ -1,0 +1,1 @@
+"""activities package: see ARCHITECTURE.md for its job and allowed imports."""

@@ -1,0 +1,1 @@
+"""api package: see ARCHITECTURE.md for its job and allowed imports."""

@@ -1,0 +1,108 @@
+"""What one gateway process holds open: the Postgres pool, the limiter's Redis client, the caches, the
+invalidation listener, the execution-log writer and the runner connection pool."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from api.auth import TokenAuthenticator
+from api.gateway.auth import GatewayAuth
+from api.gateway.execlog import ExecLogWriter
+from api.gateway.installs import InstallResolver, InvalidationListener
+from api.gateway.metrics import GatewayMetrics
+from api.gateway.ratelimit import RateLimiter
+from api.gateway.resp import RespClient
+from api.gateway.runner_client import RunnerPool
+from core.db import create_pool
+from core.settings import ApiSettings
+
+
+@dataclass
+class Resources:
+    pool: asyncpg.Pool
+    limiter_client: RespClient
+    auth: GatewayAuth
+    installs: InstallResolver
+    limiter: RateLimiter
+    listener: InvalidationListener
+    execlog: ExecLogWriter
+    runner: RunnerPool
+    metrics: GatewayMetrics
+
+    @classmethod
+    async def open(cls, settings: ApiSettings) -> Resources:
+        metrics = GatewayMetrics.create()
+        # Cache misses and log batches only: a small pool suffices for a process serving thousands of rps.
+        pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+        # Named connections: CLIENT LIST shows which gateway process holds which.
+        name = f"extplane-gateway-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        client = RespClient(
+            settings.redis_url,
+            timeout_s=settings.gateway_redis_timeout_ms / 1000.0,
+            client_name=name + "-limiter",
+        )
+        installs = InstallResolver(
+            pool,
+            default_rps=settings.rate_limit_rps,
+            default_burst=settings.rate_limit_burst,
+            ttl_s=settings.gateway_install_ttl_s,
+            negative_ttl_s=settings.gateway_install_negative_ttl_s,
+            max_entries=settings.gateway_install_cache_entries,
+        )
+
+        async def pool_of() -> asyncpg.Pool:
+            return pool
+
+        auth = GatewayAuth(
+            TokenAuthenticator(
+                admin_token=settings.admin_token,
+                pool=pool_of,
+                ttl=settings.gateway_token_ttl_s,
+                negative_ttl=settings.gateway_token_negative_ttl_s,
+                max_entries=settings.gateway_token_cache_entries,
+            )
+        )
+        listener = InvalidationListener(
+            settings.redis_url,
+            installs.on_message,
+            installs.cache.clear,
+            client_name=name + "-invalidations",
+        )
+        execlog = ExecLogWriter(
+            pool,
+            metrics,
+            max_queue=settings.gateway_log_queue,
+            batch=settings.gateway_log_batch,
+            flush_ms=settings.gateway_log_flush_ms,
+        )
+        runner = RunnerPool.from_setting(
+            settings.runner_url,
+            auth=settings.runner_auth.get_secret_value(),
+            max_connections=settings.gateway_runner_connections,
+            idle_s=settings.gateway_runner_idle_s,
+        )
+        metrics.register_caches(installs.cache, listener.connected)
+        listener.start()
+        execlog.start()
+        return cls(
+            pool=pool,
+            limiter_client=client,
+            auth=auth,
+            installs=installs,
+            limiter=RateLimiter(client),
+            listener=listener,
+            execlog=execlog,
+            runner=runner,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        await self.listener.stop()
+        await self.execlog.stop()
+        await self.runner.aclose()
+        await self.limiter_client.aclose()
+        await self.pool.close()

@@ -1,0 +1,269 @@
+"""A minimal HTTP/1.1 keep-alive client for the one hop gateway → runner (`POST /v1/execute`).
+
+Why not httpx: the hop is a single request shape to a single trusted peer, and the generic client's
+per-request machinery (URL model, header model, transports, pool bookkeeping) cost more than the runner
+call itself when measured (bench/gateway.py prints both). Here a request is one pre-formatted write and a
+response is a status line, a few headers and a Content-Length body read from an asyncio stream.
+
+Connections are pooled LIFO (the warmest socket first) and dropped when idle for longer than
+`idle_s`, so a reuse never races the runner's own keep-alive timeout. A pooled connection that fails
+before any response byte arrives is retried once on a fresh connection: the runner closed it idle, so
+it never saw the request. `http://host:port` and `unix:/path/to.sock` URLs are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from api.gateway.errors import BadGateway, HandlerTimeout
+
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerReply:
+    status: int
+    body: bytes
+
+
+class RunnerUnreachable(BadGateway):
+    """No connection could be opened: the request was never sent, so another runner may take it."""
+
+
+class _Stale(Exception):
+    """A pooled connection died before answering: safe to retry on a fresh one."""
+
+
+class _Conn:
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RunnerClient:
+    def __init__(self, url: str, *, auth: str, max_connections: int = 64, idle_s: float = 2.0) -> None:
+        self._unix: str | None = None
+        if url.startswith("unix:"):
+            self._unix = url.removeprefix("unix:")
+            self._host, self._port, host_header = "", 0, "runner"
+        else:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError(f"runner URL must be http://host:port or unix:/path, got {url!r}")
+            self._host, self._port = parts.hostname, parts.port or 80
+            host_header = parts.netloc
+        self._head = (
+            "POST /v1/execute HTTP/1.1\r\n"
+            f"host: {host_header}\r\n"
+            "content-type: application/json\r\n"
+            f"x-runner-auth: {auth}\r\n"
+        ).encode("latin-1")
+        self._idle: list[_Conn] = []
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle_s = idle_s
+
+    async def execute(
+        self, envelope: bytes, *, request_id: str, timeout_s: float, headers: bytes = b""
+    ) -> RunnerReply:
+        """POST the envelope; BadGateway when the runner is unreachable or answers garbage,
+        HandlerTimeout when no full answer arrives within `timeout_s` (queueing for a slot included).
+        `headers` are extra pre-formatted `name: value\r\n` lines."""
+        payload = b"".join(
+            (
+                self._head,
+                headers,
+                b"x-request-id: ",
+                request_id.encode("latin-1"),
+                b"\r\ncontent-length: ",
+                str(len(envelope)).encode(),
+                b"\r\n\r\n",
+                envelope,
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._slots:
+                    conn = self._pooled()
+                    if conn is not None:
+                        try:
+                            return await self._roundtrip(conn, payload)
+                        except _Stale:
+                            pass
+                    try:
+                        return await self._roundtrip(await self._connect(), payload)
+                    except _Stale as exc:
+                        raise BadGateway("runner closed the connection without answering") from exc
+        except TimeoutError:
+            raise HandlerTimeout(f"no answer from the runner within {timeout_s:.1f}s") from None
+
+    def _pooled(self) -> _Conn | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < self._idle_s and not conn.reader.at_eof():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self) -> _Conn:
+        try:
+            if self._unix is not None:
+                reader, writer = await asyncio.open_unix_connection(self._unix, limit=_MAX_HEAD)
+            else:
+                reader, writer = await asyncio.open_connection(self._host, self._port, limit=_MAX_HEAD)
+        except OSError as exc:
+            raise RunnerUnreachable(f"runner unreachable: {type(exc).__name__}") from exc
+        return _Conn(reader, writer)
+
+    async def _roundtrip(self, conn: _Conn, payload: bytes) -> RunnerReply:
+        got_bytes = False
+        try:
+            conn.writer.write(payload)
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+            got_bytes = True
+            status, length, chunked, keep_alive = _parse_head(head)
+            if chunked:
+                body = await _read_chunked(conn.reader)
+            elif length is not None:
+                body = await conn.reader.readexactly(length)
+            else:
+                body, keep_alive = await conn.reader.read(_MAX_BODY), False
+        except asyncio.IncompleteReadError as exc:
+            conn.close()
+            if not got_bytes and not exc.partial:
+                raise _Stale() from exc
+            raise BadGateway("runner closed the connection mid-answer") from exc
+        except (ConnectionError, OSError) as exc:
+            conn.close()
+            if not got_bytes:
+                raise _Stale() from exc
+            raise BadGateway(f"runner connection failed: {type(exc).__name__}") from exc
+        except asyncio.LimitOverrunError as exc:
+            conn.close()
+            raise BadGateway("runner answer head too large") from exc
+        except BaseException:
+            # Cancelled or timed out mid-answer: the stream position is unknown, never reuse it.
+            conn.close()
+            raise
+        if keep_alive:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return RunnerReply(status, body)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
+class RunnerPool:
+    """Several runner processes (`EXT_RUNNER_URL` as a comma-separated list): round robin per call,
+    and a call whose runner cannot be reached is sent to the next one (it was never delivered, so
+    this is safe for any method). The runner scales by processes; this is how the gateway uses them."""
+
+    def __init__(self, urls: list[str], *, auth: str, max_connections: int, idle_s: float) -> None:
+        if not urls:
+            raise ValueError("at least one runner URL is required")
+        self._clients = [
+            RunnerClient(u, auth=auth, max_connections=max_connections, idle_s=idle_s) for u in urls
+        ]
+        self._next = 0
+
+    @classmethod
+    def from_setting(cls, value: str, *, auth: str, max_connections: int, idle_s: float) -> RunnerPool:
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        return cls(urls, auth=auth, max_connections=max_connections, idle_s=idle_s)
+
+    async def execute(
+        self, envelope: bytes, *, request_id: str, timeout_s: float, headers: bytes = b""
+    ) -> RunnerReply:
+        start = self._next
+        self._next = (start + 1) % len(self._clients)
+        order = self._clients[start:] + self._clients[:start]
+        deadline = time.monotonic() + timeout_s
+        for client in order[:-1]:
+            try:
+                return await client.execute(
+                    envelope, request_id=request_id, timeout_s=_left(deadline, timeout_s), headers=headers
+                )
+            except RunnerUnreachable:
+                continue  # never delivered: the next runner may take it
+        return await order[-1].execute(
+            envelope, request_id=request_id, timeout_s=_left(deadline, timeout_s), headers=headers
+        )
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
+    """(status, content-length, chunked, keep-alive) of a response head; BadGateway if malformed."""
+    lines = head.split(b"\r\n")
+    status_line = lines[0].split(b" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+        raise BadGateway("runner answered something that is not HTTP/1.x")
+    try:
+        status = int(status_line[1])
+        length: int | None = None
+        chunked = False
+        keep_alive = status_line[0] == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            if key == b"content-length":
+                length = int(value.strip())
+                if not 0 <= length <= _MAX_BODY:
+                    raise BadGateway("runner answer too large")
+            elif key == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif key == b"connection":
+                token = value.strip().lower()
+                keep_alive = token == b"keep-alive" if token in (b"close", b"keep-alive") else keep_alive
+    except ValueError as exc:
+        raise BadGateway("runner answer head is malformed") from exc
+    return status, length, chunked, keep_alive
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise BadGateway("runner answer has a malformed chunk") from exc
+        if size == 0:
+            await _skip_trailers(reader)
+            return b"".join(parts)
+        total += size
+        if total > _MAX_BODY:
+            raise BadGateway("runner answer too large")
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+async def _skip_trailers(reader: asyncio.StreamReader) -> None:
+    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+        pass
+
+
+def _left(deadline: float, total_s: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise HandlerTimeout(f"no answer from a runner within {total_s:.1f}s")
+    return remaining

@@ -1,0 +1,336 @@
+"""Installs of one extension in one tenant: reads from the registry, changes through the install entity
+workflow (update-with-start, schema.payloads.install). Tenant tokens act only on their own tenant.
+
+Every change accepts an `Idempotency-Key` header: the same key again returns the first result.
+Secrets are sealed here (core.codec.seal_secrets) before they enter Temporal and are never echoed back:
+responses carry only their key names and version.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+from api.auth import Principal, PrincipalDep
+from api.operator import control
+from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
+from core.codec import seal_secrets
+from core.errors import InvalidInput, NotFound, Unavailable
+from registry import read
+from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
+from schema.payloads.secrets import SealedSecrets
+from schema.temporal import install_workflow_id
+
+router = APIRouter(tags=["installs"])
+
+READ_SCOPES = ("ext:read", "installs:manage")
+_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
+
+
+class InstallBody(BaseModel):
+    extension: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    config: dict[str, Any] | None = None
+    secrets: dict[str, str] | None = None
+
+
+class VersionBody(BaseModel):
+    version: str = Field(min_length=1, max_length=100)
+
+
+class RollbackBody(BaseModel):
+    version: str | None = None
+
+
+class ConfigBody(BaseModel):
+    config: dict[str, Any]
+
+
+class SecretsBody(BaseModel):
+    secrets: dict[str, str] = Field(min_length=1)
+
+
+class LimitsBody(BaseModel):
+    rps: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, gt=0)
+
+
+class ChangeOut(BaseModel):
+    request_id: str
+    operation: str
+    tenant_id: str
+    extension: str
+    install_id: str
+    revision: int
+    version: str
+    previous_version: str
+    status: str
+    config_version: int
+    secrets_version: int
+    changed: bool
+    workflow_id: str
+    ui_url: str
+    secret_keys: list[str] | None = None
+
+
+class HistoryOut(BaseModel):
+    revision: int
+    operation: str
+    from_version: str | None
+    to_version: str | None
+    workflow_id: str
+    at: datetime
+
+
+class InstallOut(BaseModel):
+    install_id: str
+    tenant_id: str
+    extension: str
+    version: str
+    content_hash: str
+    status: str
+    version_status: str
+    revision: int
+    granted_capabilities: list[str]
+    config: dict[str, Any]
+    config_version: int
+    secrets_version: int
+    rate_limit_rps: float | None
+    rate_limit_burst: int | None
+    workflow_id: str
+    ui_url: str
+    history: list[HistoryOut] | None = None
+
+
+def _request_id(key: str | None) -> str:
+    if key is None:
+        return uuid.uuid4().hex
+    if not _KEY_RE.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1..128 characters of [A-Za-z0-9._:-]")
+    return key
+
+
+async def _change(
+    principal: Principal,
+    client: Client,
+    resources: Resources,
+    tenant: str,
+    extension: str,
+    request: InstallRequest,
+) -> ChangeOut:
+    principal.require("installs:manage")
+    principal.require_tenant(tenant)
+    settings = resources.settings
+    result: InstallChangeResult = await control.apply_install_change(
+        client, settings, tenant, extension, request
+    )
+    workflow_id = result.workflow_id or install_workflow_id(tenant, extension)
+    return ChangeOut(
+        **{k: getattr(result, k) for k in ChangeOut.model_fields if hasattr(result, k)},
+        ui_url=control.ui_url(settings, workflow_id),
+        secret_keys=request.secrets.key_names if request.secrets else None,
+    )
+
+
+def _seal(resources: Resources, secrets: dict[str, str]) -> SealedSecrets:
+    if resources.keyring is None:
+        raise Unavailable("the operator API has no master keyring (EXT_MASTER_KEYS); cannot seal secrets")
+    return seal_secrets(resources.keyring, secrets)
+
+
+def _req(principal: Principal, key: str | None, operation: InstallOperation, **kw: Any) -> InstallRequest:
+    return InstallRequest(request_id=_request_id(key), operation=operation, actor=principal.actor, **kw)
+
+
+@router.post("/tenants/{tenant}/installs", response_model=ChangeOut)
+async def install(
+    tenant: str,
+    body: InstallBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """Install `extension@version` (a no-op when already at that version)."""
+    principal.require("installs:manage")
+    principal.require_tenant(tenant)
+    sealed = _seal(resources, body.secrets) if body.secrets else None
+    req = _req(
+        principal,
+        idempotency_key,
+        InstallOperation.INSTALL,
+        version=body.version,
+        config=body.config,
+        secrets=sealed,
+    )
+    return await _change(principal, client, resources, tenant, body.extension, req)
+
+
+@router.post("/tenants/{tenant}/installs/{name}/upgrade", response_model=ChangeOut)
+async def upgrade(
+    tenant: str,
+    name: str,
+    body: VersionBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    req = _req(principal, idempotency_key, InstallOperation.UPGRADE, version=body.version)
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.post("/tenants/{tenant}/installs/{name}/rollback", response_model=ChangeOut)
+async def rollback(
+    tenant: str,
+    name: str,
+    body: RollbackBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """Back to the previous version, or to `version`."""
+    req = _req(principal, idempotency_key, InstallOperation.ROLLBACK, version=body.version or "")
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.post("/tenants/{tenant}/installs/{name}/enable", response_model=ChangeOut)
+async def enable(
+    tenant: str,
+    name: str,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    req = _req(principal, idempotency_key, InstallOperation.ENABLE)
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.post("/tenants/{tenant}/installs/{name}/disable", response_model=ChangeOut)
+async def disable(
+    tenant: str,
+    name: str,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    req = _req(principal, idempotency_key, InstallOperation.DISABLE)
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.delete("/tenants/{tenant}/installs/{name}", response_model=ChangeOut)
+async def uninstall(
+    tenant: str,
+    name: str,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    req = _req(principal, idempotency_key, InstallOperation.UNINSTALL)
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.put("/tenants/{tenant}/installs/{name}/config", response_model=ChangeOut)
+async def set_config(
+    tenant: str,
+    name: str,
+    body: ConfigBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """Replace the install's config (validated against the version's config_schema)."""
+    req = _req(principal, idempotency_key, InstallOperation.SET_CONFIG, config=body.config)
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.put("/tenants/{tenant}/installs/{name}/secrets", response_model=ChangeOut)
+async def set_secrets(
+    tenant: str,
+    name: str,
+    body: SecretsBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """Replace the install's secrets; the response names the keys, never the values."""
+    principal.require("installs:manage")
+    principal.require_tenant(tenant)
+    req = _req(
+        principal, idempotency_key, InstallOperation.SET_SECRETS, secrets=_seal(resources, body.secrets)
+    )
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.put("/tenants/{tenant}/installs/{name}/limits", response_model=ChangeOut)
+async def set_limits(
+    tenant: str,
+    name: str,
+    body: LimitsBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """The gateway rate limit of this install; omitted values fall back to the gateway defaults."""
+    req = _req(
+        principal,
+        idempotency_key,
+        InstallOperation.SET_LIMITS,
+        rate_limit_rps=body.rps,
+        rate_limit_burst=body.burst,
+    )
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+def _install_out(i: read.ResolvedInstall, resources: Resources) -> InstallOut:
+    workflow_id = install_workflow_id(i.tenant_id, i.extension)
+    return InstallOut(
+        **{k: getattr(i, k) for k in InstallOut.model_fields if hasattr(i, k) and k != "history"},
+        workflow_id=workflow_id,
+        ui_url=control.ui_url(resources.settings, workflow_id),
+    )
+
+
+@router.get("/installs", response_model=list[InstallOut])
+async def list_installs(
+    principal: PrincipalDep,
+    pool: PoolDep,
+    resources: ResourcesDep,
+    tenant: Annotated[str | None, Query()] = None,
+) -> list[InstallOut]:
+    """Installs of one tenant (tenant tokens: always their own) or of all tenants (global tokens)."""
+    principal.require(*READ_SCOPES)
+    if principal.tenant_id is not None:
+        principal.require_tenant(tenant or principal.tenant_id)
+        tenant = principal.tenant_id
+    return [_install_out(i, resources) for i in await read.list_installs(pool, tenant)]
+
+
+@router.get("/tenants/{tenant}/installs/{name}", response_model=InstallOut)
+async def get_install(
+    tenant: str, name: str, principal: PrincipalDep, pool: PoolDep, resources: ResourcesDep
+) -> InstallOut:
+    """One install with its version history."""
+    principal.require(*READ_SCOPES)
+    principal.require_tenant(tenant)
+    found = await read.resolve_install(pool, tenant, name)
+    if found is None:
+        raise NotFound(f"{name} is not installed in tenant {tenant!r}")
+    out = _install_out(found, resources)
+    history = await read.install_history(pool, found.install_id)
+    out.history = [HistoryOut(**vars(h)) for h in history]
+    return out

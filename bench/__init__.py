@@ -1,0 +1,1 @@
+"""Benchmarks that print tables and ratios (`python -m bench`)."""

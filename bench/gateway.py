@@ -1,0 +1,494 @@
+"""Gateway benchmark: `python -m bench.gateway [--duration S] [--workers W] [--runners R]
+[--skip-python-guest]`.
+
+Measured in one run, on this machine, with the same load generator:
+
+1. runner hop transport, in-process: `httpx.AsyncClient` (keep-alive) vs the gateway's RunnerClient
+   (raw HTTP/1.1 keep-alive) posting one execute envelope to `python -m runner` — the choice; and
+   the same for the limiter's Redis round trip: redis-py EVALSHA vs api.gateway.resp.RespClient.
+2. end to end, requests/s and p50/p99 at 1, 8 and 32 concurrent connections:
+   * a bare uvicorn hello-world (plain ASGI, uvloop + httptools, 1 worker) — the floor;
+   * the runner alone (`POST /v1/execute`), to separate the guest's cost from the gateway's;
+   * tenant → `python -m api.gateway` → `python -m runner` → guest, for the C echo fixture and the
+     Python hello sample's `/echo` endpoint;
+   and the ratio of each to the bare hello-world.
+
+Load: `wrk` when installed (`apt-get install -y wrk`); otherwise the bench says so and uses a Python
+asyncio keep-alive generator (which itself needs CPU, so its numbers are lower). Services: Postgres
+and Redis from EXT_DATABASE_URL / EXT_REDIS_URL, else an embedded dev stack started for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import redis.asyncio
+
+from api.auth import token_hash
+from api.gateway.ratelimit import TOKEN_BUCKET, bucket_key
+from api.gateway.resp import RespClient
+from api.gateway.runner_client import RunnerClient
+from bench.report import Row
+from cli.devstack.stack import Stack
+from core.migrations import ensure_database, migrate
+from tests.gateway.conftest import free_port, wait_http
+from tests.runner.runner_helpers import manifest, publish, python_guest
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTH = "bench-runner-auth-0123456789abcdef"
+CONCURRENCY = (1, 8, 32)
+HELLO_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+"""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    method: str = "GET"
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------------------------------- load
+def run_wrk(target: Target, conns: int, duration: float, work: Path) -> Result:
+    script = work / f"wrk-{uuid.uuid4().hex[:6]}.lua"
+    lines = [f"wrk.method = {json.dumps(target.method)}", f"wrk.body = {json.dumps(target.body.decode())}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in target.headers]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s", "--latency", "-s", str(script), target.url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{target.name}: non-2xx answers under load:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Result(rps, _wrk_ms(out, "50%"), _wrk_ms(out, "99%"))
+
+
+def _wrk_ms(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def _py_load(target: Target, conns: int, duration: float) -> Result:
+    """Keep-alive HTTP/1.1 clients on raw streams: cheap enough to leave CPU to the servers."""
+    parts = httpx.URL(target.url)
+    head = f"{target.method} {parts.raw_path.decode()} HTTP/1.1\r\nhost: {parts.netloc.decode()}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in target.headers)
+    request = (head + f"content-length: {len(target.body)}\r\n\r\n").encode() + target.body
+    latencies: list[float] = []
+    stop = time.perf_counter() + duration
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(parts.host, parts.port)
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            writer.write(request)
+            status_and_head = await reader.readuntil(b"\r\n\r\n")
+            if not status_and_head.startswith(b"HTTP/1.1 2"):
+                raise RuntimeError(f"{target.name}: {status_and_head[:60]!r}")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", status_and_head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            latencies.append((time.perf_counter() - t) * 1000.0)
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Result(
+        len(latencies) / elapsed, statistics.median(latencies), latencies[int(0.99 * len(latencies))]
+    )
+
+
+def measure(target: Target, conns: int, duration: float, work: Path) -> Result:
+    if shutil.which("wrk"):
+        return run_wrk(target, conns, duration, work)
+    return asyncio.run(_py_load(target, conns, duration))
+
+
+# ------------------------------------------------------------------------------------ processes
+@contextmanager
+def process(argv: list[str], env: dict[str, str], health: str) -> Iterator[None]:
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(health, proc=proc, deadline_s=60)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def services(work: Path) -> Iterator[tuple[str, str]]:
+    """(Postgres server URL, Redis URL): from the environment, else an embedded stack for this run."""
+    db, redis = os.environ.get("EXT_DATABASE_URL"), os.environ.get("EXT_REDIS_URL")
+    if db and redis:
+        yield db, redis
+        return
+    stack = Stack(work / "stack", with_apps=False, auto_ports=True)
+    info = stack.up()
+    try:
+        yield info.env["EXT_DATABASE_URL"], info.env["EXT_REDIS_URL"]
+    finally:
+        stack.down()
+
+
+async def seed(db_url: str, installs: dict[str, str]) -> str:
+    """One tenant with the given installs (extension -> content hash), no rate limit; returns a token."""
+    token = "bench_" + uuid.uuid4().hex
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO trust_keys (key_id, publisher, public_key_pem) VALUES ('ed25519:bench', 'b', 'x')"
+        )
+        for name, digest in installs.items():
+            await conn.execute(
+                """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature, signer_key_id,
+                                        verified_at) VALUES ($1, 1, 'k', 's', 'ed25519:bench', now())""",
+                digest,
+            )
+            ext = await conn.fetchval(
+                "INSERT INTO extensions (name, publisher) VALUES ($1, 'b') RETURNING id", name
+            )
+            ver = await conn.fetchval(
+                """INSERT INTO versions (extension_id, version, content_hash, manifest, publish_workflow_id)
+                   VALUES ($1, '1.0.0', $2, '{"limits": {"timeout_ms": 5000}}'::jsonb, 'bench')
+                   RETURNING id""",
+                ext,
+                digest,
+            )
+            await conn.execute(
+                "INSERT INTO api_endpoints (version_id, method, path) VALUES ($1, 'POST', '/echo')", ver
+            )
+            await conn.execute(
+                """INSERT INTO installs (tenant_id, extension_id, version_id, status, granted_capabilities,
+                                         rate_limit_rps, rate_limit_burst)
+                   VALUES ('bench', $1, $2, 'active', '{cap:log.emit,cap:context.read}', 1e9, 1000000000)""",
+                ext,
+                ver,
+            )
+        await conn.execute(
+            """INSERT INTO api_tokens (token_hash, tenant_id, scopes)
+               VALUES ($1, 'bench', '{ext:read,ext:write}')""",
+            token_hash(token),
+        )
+    finally:
+        await conn.close()
+    return token
+
+
+def envelope(digest: str, name: str) -> bytes:
+    return json.dumps(
+        {
+            "context": {
+                "tenant_id": "bench",
+                "extension": name,
+                "install_id": str(uuid.uuid4()),
+                "version": "1.0.0",
+                "content_hash": digest,
+                "request_id": "bench",
+            },
+            "request": {
+                "method": "POST",
+                "path": "/echo",
+                "body_b64": base64.b64encode(b'{"hi":1}').decode(),
+            },
+            "capabilities": {"granted": ["cap:log.emit", "cap:context.read"]},
+        }
+    ).encode()
+
+
+async def _drive(one: Callable[[], Awaitable[None]], conns: int, duration: float) -> Result:
+    """`conns` concurrent loops calling `one` for `duration` seconds (after a short warm-up)."""
+    for _ in range(20):
+        await one()
+    latencies: list[float] = []
+    stop = time.perf_counter() + duration
+
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            await one()
+            latencies.append((time.perf_counter() - t) * 1000.0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Result(
+        len(latencies) / elapsed, statistics.median(latencies), latencies[int(0.99 * len(latencies))]
+    )
+
+
+async def _with_httpx(runner_url: str, env_bytes: bytes, conns: int, duration: float) -> Result:
+    headers = {"x-runner-auth": AUTH, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=runner_url, limits=httpx.Limits(max_keepalive_connections=64)) as c:
+
+        async def one() -> None:
+            r = await c.post("/v1/execute", content=env_bytes, headers=headers)
+            assert r.status_code == 200, r.text
+
+        return await _drive(one, conns, duration)
+
+
+async def _with_raw(runner_url: str, env_bytes: bytes, conns: int, duration: float) -> Result:
+    client = RunnerClient(runner_url, auth=AUTH)
+
+    async def one() -> None:
+        r = await client.execute(env_bytes, request_id="bench", timeout_s=10)
+        assert r.status == 200, r.body
+
+    try:
+        return await _drive(one, conns, duration)
+    finally:
+        await client.aclose()
+
+
+async def limiter_rows(redis_url: str, duration: float) -> list[tuple[str, int, Result]]:
+    """The limiter's one Redis round trip: redis-py (register_script/EVALSHA) vs api.gateway.resp."""
+    rows: list[tuple[str, int, Result]] = []
+    args = [repr(1e9), str(10**9)]
+    for conns in (1, 8):
+        client = redis.asyncio.Redis.from_url(redis_url)
+        script = client.register_script(TOKEN_BUCKET)
+
+        async def with_redis_py(script: Any = script) -> None:
+            await script(keys=[bucket_key("bench", "x")], args=args)
+
+        rows.append(("redis-py EVALSHA", conns, await _drive(with_redis_py, conns, duration)))
+        await client.aclose()
+        resp = RespClient(redis_url, timeout_s=2.0)
+
+        async def with_resp(resp: RespClient = resp) -> None:
+            await resp.evalsha(TOKEN_BUCKET, [bucket_key("bench", "x")], args)
+
+        rows.append(("RespClient EVALSHA", conns, await _drive(with_resp, conns, duration)))
+        await resp.aclose()
+    return rows
+
+
+async def transport_rows(runner_url: str, env_bytes: bytes, duration: float) -> list[tuple[str, int, Result]]:
+    """The hop alone, inside one process: what a generic client costs vs the raw keep-alive client."""
+    rows: list[tuple[str, int, Result]] = []
+    for conns in CONCURRENCY:
+        rows.append(("httpx.AsyncClient", conns, await _with_httpx(runner_url, env_bytes, conns, duration)))
+        rows.append(("RunnerClient (raw)", conns, await _with_raw(runner_url, env_bytes, conns, duration)))
+    return rows
+
+
+def rows(duration: int = 3, workers: int = 1, runners: int = 1, skip_python_guest: bool = False) -> list[Row]:
+    """The figures of this module, for `python -m bench` (measured as `main` measures them)."""
+    args = argparse.Namespace(
+        duration=duration, workers=workers, runners=runners, skip_python_guest=skip_python_guest
+    )
+    return _collect(args)[0]
+
+
+def _collect(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp:
+        work = Path(tmp)
+        with services(work) as (server_url, redis_url):
+            return _run(work, server_url, redis_url, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, default=1, help="gateway uvicorn workers")
+    parser.add_argument("--runners", type=int, default=1, help="runner processes behind the gateway")
+    parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk not found (apt-get install -y wrk): using the Python asyncio load generator instead")
+    print("\n".join(_collect(args)[1]))
+
+
+def _run(
+    work: Path, server_url: str, redis_url: str, args: argparse.Namespace
+) -> tuple[list[Row], list[str]]:
+    """Measure; returns the summary rows and the detailed report lines."""
+    out: list[str] = []
+    summary: list[Row] = []
+    db_url = server_url.rsplit("/", 1)[0] + f"/extplane_bench_{os.getpid()}"
+    asyncio.run(ensure_database(db_url))
+    asyncio.run(migrate(db_url))
+    data_dir = work / "data"
+    guests = {"com.bench.echo-c": (ROOT / "tests" / "runner" / "fixtures" / "echo.wasm").read_bytes()}
+    artifacts: dict[str, bytes | None] = {"com.bench.echo-c": None}
+    if not args.skip_python_guest:
+        wasm, cwasm = python_guest(ROOT / "examples" / "hello")
+        guests["com.bench.hello-py"], artifacts["com.bench.hello-py"] = wasm, cwasm
+    hashes = {
+        name: publish(data_dir, wasm, manifest(name=name), work, artifact=artifacts[name])
+        for name, wasm in guests.items()
+    }
+    token = asyncio.run(seed(db_url, hashes))
+    base_env = {**os.environ, "EXT_ENV": "test", "EXT_LOG_LEVEL": "warning", "EXT_RUNNER_AUTH": AUTH}
+    gw_port, hello_port = free_port(), free_port()
+    runner_ports = [free_port() for _ in range(args.runners)]
+    runner_url = f"http://127.0.0.1:{runner_ports[0]}"  # the direct measurements use the first
+    (work / "hello_app.py").write_text(HELLO_APP)
+    hello_argv = [sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(hello_port)]
+    hello_argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    runner_env = {**base_env, "EXT_DATA_DIR": str(data_dir), "EXT_DATABASE_URL": db_url}
+    gw_env = {
+        **base_env,
+        "EXT_DATABASE_URL": db_url,
+        "EXT_REDIS_URL": redis_url,
+        "EXT_RUNNER_URL": ",".join(f"http://127.0.0.1:{p}" for p in runner_ports),
+    }
+    gw_argv = [sys.executable, "-m", "api.gateway", "--port", str(gw_port), "--workers", str(args.workers)]
+    hello_env = {**base_env, "PYTHONPATH": str(work)}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(process(hello_argv, hello_env, f"http://127.0.0.1:{hello_port}/"))
+        for port in runner_ports:
+            env = {**runner_env, "EXT_PORT": str(port)}
+            stack.enter_context(
+                process([sys.executable, "-m", "runner"], env, f"http://127.0.0.1:{port}/healthz")
+            )
+        stack.enter_context(process(gw_argv, gw_env, f"http://127.0.0.1:{gw_port}/healthz"))
+        targets = [Target("bare uvicorn hello (ASGI)", f"http://127.0.0.1:{hello_port}/")]
+        for name, digest in hashes.items():
+            body = envelope(digest, name)
+            targets.append(
+                Target(
+                    f"runner alone, {name}",
+                    runner_url + "/v1/execute",
+                    "POST",
+                    body,
+                    (("x-runner-auth", AUTH), ("content-type", "application/json")),
+                )
+            )
+            targets.append(
+                Target(
+                    f"gateway->runner, {name}",
+                    f"http://127.0.0.1:{gw_port}/api/ext/{name}/echo",
+                    "POST",
+                    b'{"hi":1}',
+                    (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
+                )
+            )
+        out.append(
+            f"\nTransport of the gateway->runner hop (in-process client, C echo guest, {args.duration}s each)"
+        )
+        first = next(iter(hashes.items()))
+        transport = asyncio.run(transport_rows(runner_url, envelope(first[1], first[0]), args.duration))
+        for kind, conns, r in transport:
+            out.append(
+                f"  {kind:<22} c={conns:<3} {r.rps:>8,.0f} req/s  p50 {r.p50_ms:6.2f}  p99 {r.p99_ms:7.2f} ms"
+            )
+        summary += _pairs("gateway->runner hop", transport)
+
+        out.append(f"\nRate-limit round trip to Redis (in-process client, {args.duration}s each)")
+        limiter = asyncio.run(limiter_rows(redis_url, args.duration))
+        for kind, conns, r in limiter:
+            out.append(
+                f"  {kind:<22} c={conns:<3} {r.rps:>8,.0f} req/s  p50 {r.p50_ms:6.2f}  p99 {r.p99_ms:7.2f} ms"
+            )
+        summary += _pairs("rate-limit round trip", limiter)
+
+        out.append(
+            f"\nEnd to end ({'wrk' if shutil.which('wrk') else 'python loadgen'}, {args.duration}s each, "
+            f"gateway workers={args.workers}, runner processes={args.runners})"
+        )
+        results: dict[tuple[str, int], Result] = {}
+        for target in targets:
+            measure(target, 4, 1, work)  # warm caches, components and keep-alive pools
+            for conns in CONCURRENCY:
+                results[(target.name, conns)] = measure(target, conns, args.duration, work)
+        header = "".join(f"{'c=' + str(c):>34}" for c in CONCURRENCY)
+        out.append(f"  {'target':<34}{header}")
+        for target in targets:
+            cells = []
+            for conns in CONCURRENCY:
+                r = results[(target.name, conns)]
+                base = results[(targets[0].name, conns)]
+                ratio = r.rps / base.rps
+                cells.append(f"{r.rps:>8,.0f}/s {r.p50_ms:5.2f}/{r.p99_ms:6.2f}ms x{ratio:5.3f}")
+                summary.append(
+                    Row(
+                        f"e2e {target.name}, c={conns}",
+                        r.rps,
+                        "req/s",
+                        None if target is targets[0] else base.rps,
+                        baseline_figure="" if target is targets[0] else "bare uvicorn",
+                        extra={"p50_ms": r.p50_ms, "p99_ms": r.p99_ms},
+                    )
+                )
+            out.append(f"  {target.name:<34}" + "".join(f"{c:>34}" for c in cells))
+        out.append(
+            "  (req/s, p50/p99 latency, ratio of req/s to the bare hello-world at the same concurrency)"
+        )
+    asyncio.run(_drop(db_url))
+    return summary, out
+
+
+def _pairs(what: str, measured: list[tuple[str, int, Result]]) -> list[Row]:
+    """Rows of (baseline, subject) pairs measured back to back: the subject's p50 vs the baseline's."""
+    rows: list[Row] = []
+    for (base_kind, conns, base), (kind, _c, r) in zip(measured[::2], measured[1::2], strict=True):
+        rows.append(
+            Row(
+                f"{what}, {kind}, c={conns} (p50)",
+                r.p50_ms * 1000.0,
+                "µs",
+                base.p50_ms * 1000.0,
+                baseline_figure=base_kind,
+                extra={"rps": r.rps, "baseline_rps": base.rps, "p99_ms": r.p99_ms},
+            )
+        )
+    return rows
+
+
+async def _drop(db_url: str) -> None:
+    admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()

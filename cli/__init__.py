@@ -1,0 +1,1 @@
+"""cli package: see ARCHITECTURE.md for its job and allowed imports."""

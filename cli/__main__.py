@@ -1,0 +1,5 @@
+"""`python -m cli` is `extctl`."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per `extctl` command group; each exposes a `typer.Typer` named `app`."""

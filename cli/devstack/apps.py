@@ -1,0 +1,77 @@
+"""extplane's own processes in the dev stack. Each is started only once its package provides the entry
+point, so `extctl dev up` grows with the project instead of failing on what is not built yet."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSpec:
+    name: str
+    module: str  # the importable module that must exist for this app to be started
+    argv: tuple[str, ...]  # after the python executable; {port} is substituted
+    url_env: str | None  # the dev.env key that carries its base URL
+    health_path: str | None  # HTTP readiness probe; None = "process stays up"
+    default_port: int | None
+    # Set to the chosen port for processes that take it from their settings rather than argv.
+    port_env: str | None = None
+
+
+APPS: tuple[AppSpec, ...] = (
+    AppSpec(
+        name="runner",
+        module="runner.__main__",
+        argv=("-m", "runner"),
+        url_env="EXT_RUNNER_URL",
+        health_path="/healthz",
+        default_port=8091,
+        port_env="EXT_PORT",
+    ),
+    AppSpec(
+        name="worker",
+        module="workflows.worker",
+        argv=("-m", "workflows.worker"),
+        url_env=None,
+        health_path=None,
+        default_port=None,
+    ),
+    AppSpec(
+        name="api",
+        module="api.operator.__main__",
+        argv=("-m", "api.operator", "--port", "{port}"),
+        url_env="EXT_API_URL",
+        health_path="/healthz",
+        default_port=8090,
+    ),
+    AppSpec(
+        name="gateway",
+        module="api.gateway.__main__",
+        argv=("-m", "api.gateway", "--port", "{port}"),
+        url_env="EXT_GATEWAY_URL",
+        health_path="/healthz",
+        default_port=8080,
+    ),
+)
+
+
+def available(spec: AppSpec) -> bool:
+    try:
+        return importlib.util.find_spec(spec.module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def argv_for(spec: AppSpec, port: int | None) -> list[str]:
+    return [sys.executable, *(a.replace("{port}", str(port)) for a in spec.argv)]
+
+
+def healthy(base_url: str, path: str, *, timeout: float = 1.0) -> bool:
+    try:
+        return httpx.get(base_url + path, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False

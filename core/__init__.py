@@ -1,0 +1,1 @@
+"""Settings, logging, the error base and connection helpers shared by every process of extplane."""

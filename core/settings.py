@@ -1,0 +1,210 @@
+"""Settings of every extplane process, read from `EXT_*` environment variables.
+
+Each entry point builds its settings once and passes them down; nothing reads settings at import time.
+Outside `EXT_ENV=dev|test`, placeholder secrets are refused (the reference system shipped with
+`local-runner-key`-style defaults that production then ran with).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schema.temporal import CONTROL_TASK_QUEUE, compile_task_queue_for
+
+MIN_SECRET_LENGTH = 16
+# The published dev default: long enough for the length rule, so it is listed explicitly.
+DEV_RUNNER_AUTH = "dev-runner-auth-not-for-prod"
+WEAK_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "local-runner-key", "dev", "password", "admin", DEV_RUNNER_AUTH}
+)
+
+
+def is_weak_secret(value: str) -> bool:
+    return value.lower() in WEAK_SECRETS or len(value) < MIN_SECRET_LENGTH
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs: where the services are and which environment this is."""
+
+    model_config = SettingsConfigDict(env_prefix="EXT_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/extplane"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    data_dir: Path = Path(".extplane/data")
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "info"
+    # Debug stream (docs/debug-stream.md): Redis streams `{prefix}{tenant}:{extension}`, written by
+    # the runner, read by the gateway. Empty URL: EXT_REDIS_URL.
+    debug_redis_url: str = ""
+    debug_stream_prefix: str = "ext-debug:"
+    debug_stream_maxlen: int = 2000
+
+    @property
+    def debug_redis(self) -> str:
+        return self.debug_redis_url or self.redis_url
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env in ("dev", "test")
+
+    def require_strong(self, name: str, value: SecretStr) -> None:
+        """Refuse a placeholder secret outside dev/test."""
+        if not self.is_dev and is_weak_secret(value.get_secret_value()):
+            raise ValueError(
+                f"{name} is missing or a placeholder; set a random value of >= {MIN_SECRET_LENGTH} chars"
+            )
+
+
+class ApiSettings(CommonSettings):
+    """Operator API and gateway."""
+
+    admin_token: SecretStr = SecretStr("")
+    runner_url: str = "http://127.0.0.1:8091"
+    runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
+    max_bundle_bytes: int = 200 * 1024 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    rate_limit_rps: float = 50.0
+    rate_limit_burst: int = 100
+    gateway_timeout_ms: int = 30_000
+    # Gateway (api.gateway). The runner enforces the manifest's timeout; the gateway waits that long plus
+    # this grace (capped by gateway_timeout_ms) before answering 504 itself.
+    gateway_timeout_grace_ms: int = 1_000
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_workers: int = 1
+    # In-process caches: the TTL is only a backstop, Redis pub/sub invalidation is the normal path.
+    gateway_install_ttl_s: float = 60.0
+    gateway_install_negative_ttl_s: float = 5.0
+    gateway_install_cache_entries: int = 10_000
+    gateway_token_ttl_s: float = 10.0  # also the bound on how long a revoked token keeps working
+    gateway_token_negative_ttl_s: float = 5.0
+    gateway_token_cache_entries: int = 10_000
+    # Rate limiter and pub/sub: fail fast (the limiter fails closed with 503).
+    gateway_redis_timeout_ms: int = 500
+    # Keep-alive connections to the runner; idle ones older than this are dropped before the runner's
+    # own keep-alive timeout (uvicorn: 5 s) can race a reuse.
+    gateway_runner_connections: int = 64
+    gateway_runner_idle_s: float = 2.0
+    # execution_log: bounded queue, batched writes off the request path; overflow is dropped and counted.
+    gateway_log_queue: int = 10_000
+    gateway_log_batch: int = 500
+    gateway_log_flush_ms: int = 200
+    # Debug stream sessions (api.gateway.debug_stream): replay, heartbeats, a hard session limit.
+    debug_max_session_seconds: float = 900.0
+    debug_tail_default: int = 200
+    debug_tail_max: int = 2000
+    debug_heartbeat_seconds: float = 15.0
+    debug_retry_max_seconds: float = 5.0
+    debug_max_sessions: int = 200
+    # Extension UIs (api.gateway.ui, docs/ui.md): the host page's session cookie and `?token=` tickets
+    # are HMAC-signed with this key; empty derives it from runner_auth (shared by all gateway processes).
+    ui_session_secret: SecretStr = SecretStr("")
+    ui_session_ttl_s: int = 900
+    # (name, content hash) -> published, verified, not revoked: cached this long (misses: 5 s).
+    ui_version_ttl_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _strong(self) -> Self:
+        self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
+        if self.admin_token.get_secret_value():
+            self.require_strong("EXT_ADMIN_TOKEN", self.admin_token)
+        return self
+
+
+class RunnerSettings(CommonSettings):
+    """The wasmtime runner (`python -m runner`).
+
+    Operator maxima clamp what an execute envelope asks for. Egress is deny-by-default: a guest may reach
+    a host only if the manifest's egress list names it AND `egress_allow` does, and the host resolves to
+    a public address (or one inside `egress_allow_cidrs`); cloud metadata addresses are never reachable.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8091
+    runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
+    # "1:<base64 32 bytes>,2:..." as for the worker; the runner only unwraps (core.crypto).
+    master_keys: SecretStr = SecretStr("")
+    max_timeout_ms: int = 30_000
+    max_memory_mb: int = 256
+    fuel_per_ms: int = 2_000_000
+    max_fuel: int = 60_000_000_000
+    epoch_tick_ms: int = 5
+    threads: int = 4
+    queue_depth: int = 64
+    component_cache_bytes: int = 512 * 1024 * 1024
+    # Matches the gateway's body cap (ApiSettings.max_body_bytes): a body the gateway admits must not
+    # fail in the runner.
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_response_bytes: int = 1024 * 1024
+    # Per request: guest stdout/stderr beyond this is dropped (the event says truncated).
+    max_output_bytes: int = 8 * 1024
+    max_log_events: int = 100
+    secrets_cache_entries: int = 1024
+    storage_max_value_bytes: int = 64 * 1024
+    storage_max_keys: int = 10_000
+    storage_max_bytes: int = 10 * 1024 * 1024
+    storage_timeout_ms: int = 2_000
+    egress_allow: list[str] = Field(default_factory=lambda: ["*"])
+    egress_allow_http: bool = False
+    egress_allow_private: bool = False
+    egress_allow_cidrs: list[str] = Field(default_factory=list)
+    # Static name resolution (like curl --resolve): host -> IP, checked like any DNS answer.
+    egress_resolve: dict[str, str] = Field(default_factory=dict)
+    egress_timeout_ms: int = 10_000
+    egress_max_response_bytes: int = 1024 * 1024
+    egress_max_redirects: int = 3
+    # Redis debug sink: events wait in a bounded buffer (drop-oldest) for one publisher thread.
+    debug_sink: Literal["redis", "memory"] = "redis"
+    debug_buffer_events: int = 10_000
+    debug_batch_events: int = 256
+    debug_retry_max_seconds: float = 5.0
+    # Iframe UIs (/ext-ui, runner._ui): the only origin allowed to frame them (CSP frame-ancestors).
+    # Empty means 'self': right when the gateway passes /ext-ui through on its own origin.
+    gateway_url: str = ""
+    ui_cache_bundles: int = 32
+
+    @model_validator(mode="after")
+    def _strong(self) -> Self:
+        self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
+        if not self.is_dev and self.egress_allow_http:
+            raise ValueError("EXT_EGRESS_ALLOW_HTTP is for dev/test only: egress is https outside dev")
+        return self
+
+
+class WorkerSettings(CommonSettings):
+    """The Temporal worker: activities hold the registry, blob store and keyring."""
+
+    # "1:<base64 32 bytes>,2:<base64 32 bytes>"; the highest version wraps new data keys.
+    master_keys: SecretStr = SecretStr("")
+    rotation_schedule_cron: str = "0 3 * * 0"
+    # Task queues this worker polls; tests use a uuid queue. The compile queue is derived from the
+    # control queue (schema.temporal.compile_task_queue_for) so workflows need no settings.
+    control_task_queue: str = CONTROL_TASK_QUEUE
+    # Which queues this process serves: "control", "compile", or both (comma-separated).
+    worker_queues: str = "control,compile"
+    # Blob store root (bundles, artifacts, staged uploads); default `<data_dir>/blobs`.
+    blob_dir: Path | None = None
+    compile_threads: int = 2
+    max_concurrent_activities: int = 50
+
+    @property
+    def blob_root(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    @property
+    def compile_task_queue(self) -> str:
+        return compile_task_queue_for(self.control_task_queue)
+
+    @model_validator(mode="after")
+    def _keys(self) -> Self:
+        if not self.is_dev and not self.master_keys.get_secret_value():
+            raise ValueError("EXT_MASTER_KEYS is missing; set '<version>:<base64 32 bytes>' entries")
+        return self

@@ -1,0 +1,1 @@
+"""registry package: see ARCHITECTURE.md for its job and allowed imports."""

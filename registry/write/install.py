@@ -1,0 +1,233 @@
+"""Install lifecycle mutations: one transaction per change, serialized per (tenant, extension) by the
+install entity workflow and, in the database, by the install row lock.
+
+Each change bumps `installs.revision` and appends `install_history` with the workflow id; a retry of the
+same workflow's change finds that row and returns the recorded outcome instead of changing twice.
+No-ops (install of the installed version, enable of an active install) change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+
+from core.db import map_db_errors
+from core.errors import Conflict, InvalidInput, NotFound
+from registry.write._install_state import (
+    Conn,
+    append_history,
+    extension_id,
+    find_version,
+    lock_install,
+    recorded_change,
+    reload,
+    snapshot,
+    validate_config,
+)
+from schema.capabilities import effective_capabilities
+from schema.errors import ErrorCode
+from schema.payloads.install import (
+    ApplyInstallChangeInput,
+    ApplyInstallChangeResult,
+    InstallChangeResult,
+    InstallOperation,
+)
+
+Op = InstallOperation
+
+
+def _result(
+    req: ApplyInstallChangeInput, row: asyncpg.Record | None, *, changed: bool, previous: str = ""
+) -> InstallChangeResult:
+    return InstallChangeResult(
+        request_id=req.request_id,
+        operation=req.operation,
+        tenant_id=req.tenant_id,
+        extension=req.extension,
+        install_id=str(row["id"]) if row else "",
+        revision=row["revision"] if row else 0,
+        version=row["version"] if row else "",
+        previous_version=previous,
+        status=row["status"] if row else "uninstalled",
+        config_version=row["config_version"] if row else 0,
+        secrets_version=row["secrets_version"] if row else 0,
+        changed=changed,
+        workflow_id=req.workflow_id,
+    )
+
+
+async def apply_install_change(pool: asyncpg.Pool, req: ApplyInstallChangeInput) -> ApplyInstallChangeResult:
+    """Apply one change (anything but set_secrets). Raises NotFound, Conflict or InvalidInput."""
+    if req.operation is Op.SET_SECRETS:
+        raise InvalidInput("set_secrets goes through registry.write.store_secrets")
+    async with map_db_errors(), pool.acquire() as conn, conn.transaction():
+        ext_id = await extension_id(conn, req.extension)
+        if ext_id is None:
+            if req.operation is Op.UNINSTALL:
+                return ApplyInstallChangeResult(change=_result(req, None, changed=False))
+            raise NotFound(f"extension {req.extension} is not published", details={"name": req.extension})
+        row = await lock_install(conn, req.tenant_id, ext_id)
+        if row is not None:
+            done = await recorded_change(conn, row["id"], req.workflow_id, req.operation.value)
+            if done is not None:
+                return ApplyInstallChangeResult(
+                    change=_result(req, row, changed=True, previous=done["from_version"] or ""),
+                    after=snapshot(row),
+                )
+        if req.operation is Op.INSTALL:
+            return await _install(conn, req, ext_id, row)
+        if row is None:
+            if req.operation is Op.UNINSTALL:
+                return ApplyInstallChangeResult(change=_result(req, None, changed=False))
+            raise NotFound(
+                f"{req.extension} is not installed in tenant {req.tenant_id}",
+                details={"tenant_id": req.tenant_id, "name": req.extension},
+            )
+        if req.operation is Op.UNINSTALL:
+            # Config, secrets, data key, storage records and history go with the row (ON DELETE CASCADE).
+            await conn.execute("DELETE FROM installs WHERE id = $1", row["id"])
+            # The id and a newer revision of the deleted install let gateways drop what they cached.
+            gone = replace(
+                _result(req, None, changed=True, previous=row["version"]),
+                install_id=str(row["id"]),
+                revision=row["revision"] + 1,
+            )
+            return ApplyInstallChangeResult(change=gone, before=snapshot(row))
+        return await _modify(conn, req, ext_id, row)
+
+
+async def _install(
+    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record | None
+) -> ApplyInstallChangeResult:
+    target = await find_version(conn, ext_id, req.extension, req.version)
+    if row is not None:
+        if row["version_id"] == target["id"]:
+            return ApplyInstallChangeResult(change=_result(req, row, changed=False), after=snapshot(row))
+        raise Conflict(
+            f"{req.extension} is installed at {row['version']} in tenant {req.tenant_id}; use upgrade",
+            details={"installed": row["version"]},
+        )
+    config = validate_config(req.config, target["manifest"]) if req.config is not None else None
+    granted = sorted(str(c) for c in effective_capabilities(target["capabilities"]))
+    install_id = await conn.fetchval(
+        """INSERT INTO installs (tenant_id, extension_id, version_id, status, granted_capabilities,
+                                 revision, config_version)
+           VALUES ($1, $2, $3, 'active', $4, 1, $5) RETURNING id""",
+        req.tenant_id,
+        ext_id,
+        target["id"],
+        granted,
+        1 if config is not None else 0,
+    )
+    if config is not None:
+        await conn.execute(
+            "INSERT INTO install_config (install_id, version, config, workflow_id) VALUES ($1, 1, $2, $3)",
+            install_id,
+            config,
+            req.workflow_id,
+        )
+    await append_history(
+        conn,
+        install_id=install_id,
+        revision=1,
+        operation=req.operation.value,
+        from_version_id=None,
+        to_version_id=target["id"],
+        workflow_id=req.workflow_id,
+    )
+    after = await reload(conn, install_id)
+    return ApplyInstallChangeResult(change=_result(req, after, changed=True), after=snapshot(after))
+
+
+async def _previous_version(conn: Conn, row: asyncpg.Record) -> Any:
+    """The version the install moved to its current one from, per install_history."""
+    prev = await conn.fetchval(
+        """SELECT from_version_id FROM install_history
+           WHERE install_id = $1 AND to_version_id = $2 AND from_version_id IS NOT NULL
+             AND from_version_id <> to_version_id
+           ORDER BY revision DESC LIMIT 1""",
+        row["id"],
+        row["version_id"],
+    )
+    if prev is None:
+        raise Conflict(
+            f"{row['version']} is the only version this install has run; name a version with --to",
+            details={"version": row["version"]},
+        )
+    return await conn.fetchval("SELECT version FROM versions WHERE id = $1", prev)
+
+
+async def _modify(
+    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record
+) -> ApplyInstallChangeResult:
+    op = req.operation
+    sets: dict[str, Any] = {}
+    to_version_id = row["version_id"]
+    if op in (Op.UPGRADE, Op.ROLLBACK):
+        name = req.version or (await _previous_version(conn, row) if op is Op.ROLLBACK else "")
+        target = await find_version(conn, ext_id, req.extension, name)
+        if target["id"] != row["version_id"]:
+            to_version_id = target["id"]
+            sets["version_id"] = target["id"]
+            caps = effective_capabilities(target["capabilities"])
+            sets["granted_capabilities"] = sorted(str(c) for c in caps)
+            if row["status"] == "quarantined":
+                sets["status"] = "active"  # moved off the revoked version
+    elif op is Op.ENABLE:
+        if row["status"] != "active":
+            if row["version_status"] != "verified":
+                raise InvalidInput(
+                    f"{req.extension}@{row['version']} is {row['version_status']}; "
+                    "upgrade or roll back instead",
+                    code=ErrorCode.VERSION_NOT_INSTALLABLE,
+                )
+            sets["status"] = "active"
+    elif op is Op.DISABLE:
+        if row["status"] == "active":
+            sets["status"] = "disabled"
+    elif op is Op.SET_LIMITS:
+        if req.rate_limit_rps is not None and req.rate_limit_rps <= 0:
+            raise InvalidInput("rate_limit_rps must be > 0")
+        if req.rate_limit_burst is not None and req.rate_limit_burst < 1:
+            raise InvalidInput("rate_limit_burst must be >= 1")
+        if (row["rate_limit_rps"], row["rate_limit_burst"]) != (req.rate_limit_rps, req.rate_limit_burst):
+            sets["rate_limit_rps"] = req.rate_limit_rps
+            sets["rate_limit_burst"] = req.rate_limit_burst
+    elif op is Op.SET_CONFIG:
+        config = validate_config(req.config if req.config is not None else {}, row["manifest"])
+        version = row["config_version"] + 1
+        await conn.execute(
+            "INSERT INTO install_config (install_id, version, config, workflow_id) VALUES ($1, $2, $3, $4)",
+            row["id"],
+            version,
+            config,
+            req.workflow_id,
+        )
+        sets["config_version"] = version
+    else:
+        raise InvalidInput(f"unknown install operation {op!r}")
+    if not sets:
+        return ApplyInstallChangeResult(change=_result(req, row, changed=False), after=snapshot(row))
+    revision = row["revision"] + 1
+    sets["revision"] = revision
+    assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
+    await conn.execute(
+        f"UPDATE installs SET {assignments}, updated_at = now() WHERE id = $1", row["id"], *sets.values()
+    )
+    await append_history(
+        conn,
+        install_id=row["id"],
+        revision=revision,
+        operation=op.value,
+        from_version_id=row["version_id"],
+        to_version_id=to_version_id,
+        workflow_id=req.workflow_id,
+    )
+    after = await reload(conn, row["id"])
+    return ApplyInstallChangeResult(
+        change=_result(req, after, changed=True, previous=row["version"]),
+        before=snapshot(row),
+        after=snapshot(after),
+    )

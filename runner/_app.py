@@ -1,0 +1,238 @@
+"""The runner's HTTP surface: `POST /v1/execute`, `GET /healthz`, `GET /metrics`.
+
+Plain Starlette rather than FastAPI: the hot path is one route whose body is already a pydantic
+model, and TOOLCHAIN.md measured FastAPI's per-request overhead at ~2x Starlette's. Executions run on
+a bounded thread pool; beyond `threads + queue_depth` admitted requests the runner answers 503
+`runner_busy` at once instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bundles.blobstore import BlobStore, FilesystemBlobStore
+from core.crypto import Keyring
+from core.settings import RunnerSettings
+from runner._debug import DebugSink, InMemoryDebugSink, MeteredSink
+from runner._egress import EgressClient, EgressPolicy
+from runner._engine import Outcome, Runtime
+from runner._host import HostServices
+from runner._loader import ComponentCache
+from runner._metrics import Metrics
+from runner._secrets import SecretsCache
+from runner._storage import PgStorage, Quotas
+from runner._ui import UiRoute
+from runner.errors import InvalidEnvelope, RunnerBusy, RunnerError
+from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteResponse
+
+log = structlog.get_logger(__name__)
+AUTH_HEADER = "x-runner-auth"
+
+
+@dataclass
+class _State:
+    runtime: Runtime
+    cache: ComponentCache
+    pool: ThreadPoolExecutor
+    storage: PgStorage
+    egress: EgressClient
+    capacity: int
+    admitted: int = 0
+
+
+def egress_policy(settings: RunnerSettings) -> EgressPolicy:
+    return EgressPolicy(
+        operator_allow=tuple(settings.egress_allow),
+        allow_http=settings.egress_allow_http,
+        allow_private=settings.egress_allow_private,
+        allow_cidrs=tuple(ipaddress.ip_network(c, strict=False) for c in settings.egress_allow_cidrs),
+        resolve={k.lower(): v for k, v in settings.egress_resolve.items()},
+        timeout_s=settings.egress_timeout_ms / 1000.0,
+        max_response_bytes=settings.egress_max_response_bytes,
+        max_redirects=settings.egress_max_redirects,
+    )
+
+
+def create_app(
+    settings: RunnerSettings, *, sink: DebugSink | None = None, blobs: BlobStore | None = None
+) -> Starlette:
+    """Build the runner ASGI app; the engine, threads and pools start with the app's lifespan."""
+    metrics = Metrics.create()
+    debug_sink: DebugSink = sink if sink is not None else InMemoryDebugSink()
+    if isinstance(debug_sink, MeteredSink):
+        metrics.registry.register(debug_sink.collector())
+    blob_store: BlobStore = blobs if blobs is not None else FilesystemBlobStore(settings.data_dir / "blobs")
+    auth = settings.runner_auth.get_secret_value().encode()
+    master = settings.master_keys.get_secret_value()
+    keyring = Keyring.parse(master) if master else None
+    max_envelope = settings.max_request_bytes * 4 // 3 + 256 * 1024
+    holder: dict[str, _State] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        runtime = Runtime(settings)
+        storage = PgStorage(
+            settings.database_url,
+            asyncio.get_running_loop(),
+            Quotas(
+                max_value_bytes=settings.storage_max_value_bytes,
+                max_keys=settings.storage_max_keys,
+                max_bytes=settings.storage_max_bytes,
+            ),
+            pool_size=settings.threads + 1,
+            op_timeout_s=settings.storage_timeout_ms / 1000.0,
+        )
+        egress = EgressClient(egress_policy(settings))
+        runtime.link(
+            HostServices(
+                secrets=SecretsCache(keyring, entries=settings.secrets_cache_entries),
+                storage=storage,
+                egress=egress,
+                on_denied=lambda cap: metrics.denied.labels(cap).inc(),
+            )
+        )
+
+        def on_load(precompiled: bool, size: float) -> None:
+            metrics.loads.labels("artifact" if precompiled else "compiled").observe(size)
+
+        cache = ComponentCache(
+            runtime.engine, blob_store, max_bytes=settings.component_cache_bytes, on_load=on_load
+        )
+        pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="guest")
+        holder["state"] = _State(
+            runtime=runtime,
+            cache=cache,
+            pool=pool,
+            storage=storage,
+            egress=egress,
+            capacity=settings.threads + settings.queue_depth,
+        )
+        log.info("runner_started", threads=settings.threads, queue_depth=settings.queue_depth)
+        try:
+            yield
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            await storage.aclose()
+            egress.close()
+            runtime.close()
+
+    def run_sync(state: _State, envelope: ExecuteRequest) -> Outcome:
+        before = state.cache.stats()
+        try:
+            loaded = state.cache.get(envelope.context.content_hash)
+        finally:
+            after = state.cache.stats()
+            metrics.cache_hits.inc(after.hits - before.hits)
+            metrics.cache_misses.inc(after.misses - before.misses)
+            metrics.cache_bytes.set(after.bytes)
+        return state.runtime.run(loaded, envelope, debug_sink)
+
+    def answer(error: RunnerError, outcome: Outcome | None = None) -> Response:
+        body = ExecuteResponse(
+            error=ExecError(code=error.code.value, message=error.message),
+            metrics=_metrics_of(outcome),
+        )
+        metrics.executions.labels(error.code.value).inc()
+        return Response(body.model_dump_json(), status_code=error.http_status, media_type="application/json")
+
+    async def execute(request: Request) -> Response:
+        given = request.headers.get(AUTH_HEADER, "").encode()
+        if not hmac.compare_digest(given, auth):
+            return JSONResponse({"error": "unauthenticated", "message": "bad or missing x-runner-auth"}, 401)
+        raw = await request.body()
+        if len(raw) > max_envelope:
+            return answer(InvalidEnvelope(f"envelope larger than {max_envelope} bytes"))
+        try:
+            envelope = ExecuteRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            return answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
+        state = holder["state"]
+        if state.admitted >= state.capacity:
+            metrics.busy.inc()
+            return answer(RunnerBusy("all executor threads and queue slots are busy"))
+        state.admitted += 1
+        metrics.in_flight.set(state.admitted)
+        metrics.queue_depth.set(max(0, state.admitted - settings.threads))
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(state.pool, run_sync, state, envelope)
+        except RunnerError as exc:
+            return answer(exc)
+        except Exception:
+            # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
+            log.exception("execute_failed", request_id=envelope.context.request_id)
+            return answer(RunnerError("the runner failed to execute the request"))
+        finally:
+            state.admitted -= 1
+            metrics.in_flight.set(state.admitted)
+            metrics.queue_depth.set(max(0, state.admitted - settings.threads))
+        metrics.duration.observe(outcome.duration_ms / 1000.0)
+        metrics.fuel.inc(outcome.fuel_consumed)
+        if outcome.error is not None:
+            return answer(outcome.error, outcome)
+        metrics.executions.labels("ok").inc()
+        body = ExecuteResponse(
+            status=outcome.status,
+            headers=outcome.headers,
+            body_b64=base64.b64encode(outcome.body).decode(),
+            metrics=_metrics_of(outcome),
+        )
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    async def healthz(_request: Request) -> Response:
+        state = holder.get("state")
+        if state is None:
+            return JSONResponse({"status": "starting"}, 503)
+        stats = state.cache.stats()
+        return JSONResponse(
+            {
+                "status": "ok",
+                "admitted": state.admitted,
+                "components": stats.entries,
+                "cache_bytes": stats.bytes,
+            }
+        )
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/execute", execute, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route(
+                "/ext-ui/{name}/{content_hash}/{path:path}",
+                UiRoute(
+                    blob_store,
+                    auth=auth,
+                    gateway_url=settings.gateway_url,
+                    max_bundles=settings.ui_cache_bundles,
+                ).serve,
+                methods=["GET"],
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.debug_sink = debug_sink
+    return app
+
+
+def _metrics_of(outcome: Outcome | None) -> ExecMetrics | None:
+    if outcome is None:
+        return None
+    return ExecMetrics(duration_ms=round(outcome.duration_ms, 3), fuel_consumed=outcome.fuel_consumed)

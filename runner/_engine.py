@@ -1,0 +1,210 @@
+"""One Engine per process, one fresh Store per request: the execution of a single envelope.
+
+`Runtime.run(envelope)` is synchronous and runs on an executor thread:
+
+    admission (caller) -> load (LRU) -> Store(fuel, epoch deadline, memory limit, WASI capture)
+        -> instantiate -> handler(request) -> convert response -> classify any failure
+
+A ticker thread increments the engine epoch every `epoch_tick_ms`; a store's deadline is the number
+of ticks its timeout spans, plus one, so a guest never gets less than its timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import wasmtime
+from wasmtime import Store, WasiConfig
+from wasmtime.component import Linker
+
+from core.settings import RunnerSettings
+from runner import _adapter
+from runner._adapter import field, record
+from runner._debug import DebugSink, OutputCapture
+from runner._host import HostServices, define_host
+from runner._invocation import Invocation, bound
+from runner._loader import Loaded
+from runner._traps import classify
+from runner.compile import new_engine
+from runner.errors import GuestTrap, InvalidEnvelope, ResponseTooLarge, RunnerError
+from schema.capabilities import effective_capabilities
+from schema.envelope import ExecuteRequest
+
+MAX_RESPONSE_HEADERS = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    error: RunnerError | None
+    duration_ms: float
+    fuel_consumed: int
+
+
+class Ticker:
+    """The engine's epoch clock: one daemon thread per process."""
+
+    def __init__(self, engine: wasmtime.Engine, tick_s: float) -> None:
+        self._engine = engine
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="epoch-ticker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            self._engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+class Runtime:
+    def __init__(self, settings: RunnerSettings) -> None:
+        _adapter.install()
+        self.settings = settings
+        self.engine = new_engine()
+        self.linker = Linker(self.engine)
+        # WASI p2 for guests whose toolchain imports it (componentize-py). No wasi:http: all outbound
+        # HTTP goes through `http.fetch` and its egress policy. Default WasiCtx: no preopened
+        # directories, no environment; its socket check denies every address and name lookup is off.
+        self.linker.add_wasip2()
+        self.ticker = Ticker(self.engine, settings.epoch_tick_ms / 1000.0)
+
+    def link(self, services: HostServices) -> None:
+        define_host(self.linker, services)
+
+    def close(self) -> None:
+        self.ticker.stop()
+
+    def budgets(self, envelope: ExecuteRequest) -> tuple[int, int, int, float]:
+        """(fuel, epoch ticks, memory bytes, timeout seconds) after clamping by operator maxima."""
+        s = self.settings
+        timeout_ms = min(envelope.limits.timeout_ms, s.max_timeout_ms)
+        fuel = envelope.limits.fuel if envelope.limits.fuel is not None else timeout_ms * s.fuel_per_ms
+        fuel = min(fuel, s.max_fuel)
+        ticks = math.ceil(timeout_ms / s.epoch_tick_ms) + 1
+        memory = min(envelope.limits.memory_mb, s.max_memory_mb) * 1024 * 1024
+        return fuel, ticks, memory, timeout_ms / 1000.0
+
+    def run(self, loaded: Loaded, envelope: ExecuteRequest, sink: DebugSink) -> Outcome:
+        started = time.perf_counter()
+        try:
+            caps = effective_capabilities(envelope.capabilities.granted)
+        except ValueError as exc:
+            raise InvalidEnvelope(str(exc)) from None
+        request = _request_record(envelope, self.settings.max_request_bytes)
+        fuel, ticks, memory, timeout_s = self.budgets(envelope)
+        limit = self.settings.max_output_bytes
+        inv = Invocation(
+            envelope=envelope,
+            caps=caps,
+            deadline=time.monotonic() + timeout_s,
+            sink=sink,
+            stdout=OutputCapture(limit),
+            stderr=OutputCapture(limit),
+            max_log_events=self.settings.max_log_events,
+        )
+        store = Store(self.engine)
+        if loaded.wants_wasi:
+            wasi = WasiConfig()
+            wasi.stdout_custom = inv.stdout.write
+            wasi.stderr_custom = inv.stderr.write
+            store.set_wasi(wasi)
+        store.set_fuel(fuel)
+        store.set_epoch_deadline(ticks)
+        store.set_limits(memory_size=memory)
+        error: RunnerError | None = None
+        status, body = 0, b""
+        headers: list[tuple[str, str]] = []
+        try:
+            with bound(inv):
+                try:
+                    instance = self.linker.instantiate(store, loaded.component)
+                    handler = instance.get_func(store, loaded.handler)
+                    if handler is None:
+                        raise wasmtime.WasmtimeError("handler export is not a function")
+                    response = handler(store, request)
+                except Exception as exc:
+                    error = classify(exc, guest_output=inv.guest_output())
+                else:
+                    status, headers, body = self._response(response)
+        except RunnerError as exc:
+            error = exc
+        finally:
+            consumed = fuel - _fuel_left(store)
+            inv.flush_output()
+            if error is not None:
+                inv.event("error", "runner", f"{error.code.value}: {error.message}")
+            del store
+        return Outcome(
+            status=status,
+            headers=headers,
+            body=body,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            fuel_consumed=consumed,
+        )
+
+    def _response(self, response: object) -> tuple[int, list[tuple[str, str]], bytes]:
+        status = int(field(response, "status"))
+        raw_headers = field(response, "headers")
+        if len(raw_headers) > MAX_RESPONSE_HEADERS:
+            raise ResponseTooLarge(f"more than {MAX_RESPONSE_HEADERS} response headers")
+        headers = [(str(field(h, "name")), str(field(h, "value"))) for h in raw_headers]
+        text: str = field(response, "body")
+        limit = self.settings.max_response_bytes
+        # Cheap bound before encoding: a UTF-8 string is at least len(text) bytes.
+        if len(text) > limit * (4 if field(response, "body_base64") else 1) + 4:
+            raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+        if field(response, "body_base64"):
+            try:
+                body = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise GuestTrap(
+                    "handler set body-base64 but the body is not base64", trap_code="bad_response"
+                ) from None
+        else:
+            body = text.encode("utf-8")
+        if len(body) > limit:
+            raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+        if not 100 <= status <= 599:
+            status = 500
+        return status, headers, body
+
+
+def _fuel_left(store: Store) -> int:
+    try:
+        return store.get_fuel()
+    except wasmtime.WasmtimeError:
+        return 0
+
+
+def _request_record(envelope: ExecuteRequest, max_bytes: int) -> object:
+    req = envelope.request
+    try:
+        raw = base64.b64decode(req.body_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidEnvelope("request.body_b64 is not base64") from None
+    if len(raw) > max_bytes:
+        raise InvalidEnvelope(f"request body exceeds {max_bytes} bytes")
+    try:
+        body, is_b64 = raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        body, is_b64 = req.body_b64, True
+    return record(
+        method=req.method,
+        path=req.path,
+        query=req.query,
+        headers=[record(name=n, value=v) for n, v in req.headers],
+        body=body,
+        body_base64=is_b64,
+    )

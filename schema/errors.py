@@ -1,0 +1,53 @@
+"""Stable error codes: the `error` field of every JSON error body and CLI `--json` failure.
+
+Codes are part of the public contract (CONTRACT.md); add new ones, never rename. Each layer raises its
+own exception classes carrying one of these codes (core.errors, runner.errors, ...).
+"""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # input
+    INVALID_MANIFEST = "invalid_manifest"
+    INVALID_BUNDLE = "invalid_bundle"
+    UNSAFE_BUNDLE = "unsafe_bundle"
+    HASH_MISMATCH = "hash_mismatch"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INVALID_REQUEST = "invalid_request"
+    INVALID_CONFIG = "invalid_config"
+    # signatures and trust
+    SIGNATURE_INVALID = "signature_invalid"
+    UNTRUSTED_KEY = "untrusted_key"
+    KEY_REVOKED = "key_revoked"
+    KEY_EXPIRED = "key_expired"
+    # registry
+    VERSION_EXISTS = "version_exists"
+    NOT_FOUND = "not_found"
+    VERSION_NOT_INSTALLABLE = "version_not_installable"
+    CONFLICT = "conflict"
+    MIGRATION_CHECKSUM_MISMATCH = "migration_checksum_mismatch"
+    # auth
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    TENANT_MISMATCH = "tenant_mismatch"
+    # gateway
+    EXTENSION_NOT_AVAILABLE = "extension_not_available"
+    ENDPOINT_NOT_FOUND = "endpoint_not_found"
+    RATE_LIMITED = "rate_limited"
+    RATE_LIMITER_UNAVAILABLE = "rate_limiter_unavailable"
+    BAD_GATEWAY = "bad_gateway"
+    HANDLER_TIMEOUT = "handler_timeout"
+    # runner
+    RUNNER_BUSY = "runner_busy"
+    MODULE_NOT_FOUND = "module_not_found"
+    MODULE_REJECTED = "module_rejected"
+    GUEST_TRAP = "guest_trap"
+    FUEL_EXHAUSTED = "fuel_exhausted"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    MEMORY_EXHAUSTED = "memory_exhausted"
+    RESPONSE_TOO_LARGE = "response_too_large"
+    # control plane
+    CONTROL_PLANE_UNAVAILABLE = "control_plane_unavailable"
+    WORKFLOW_FAILED = "workflow_failed"
+    INTERNAL = "internal"

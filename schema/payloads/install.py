@@ -1,0 +1,134 @@
+"""Install lifecycle of one extension in one tenant.
+
+One entity workflow per (tenant, extension), id `install_workflow_id(tenant, extension)`, type
+`WorkflowType.INSTALL`, task queue CONTROL_TASK_QUEUE, input `InstallInput`. Every change is the
+Update `INSTALL_APPLY_UPDATE` with an `InstallRequest` and returns an `InstallChangeResult`; send it with
+update-with-start so the entity is started when it is not running:
+
+    start = WithStartWorkflowOperation(WorkflowType.INSTALL, InstallInput(tenant_id=t, extension=e),
+        id=install_workflow_id(t, e), task_queue=CONTROL_TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    result = await client.execute_update_with_start_workflow(INSTALL_APPLY_UPDATE,
+        InstallRequest(request_id=..., operation=InstallOperation.UPGRADE, version="1.2.0"),
+        start_workflow_operation=start, result_type=InstallChangeResult)
+
+A failed change raises WorkflowUpdateFailedError whose cause is an ApplicationError with `type` an
+ErrorCode value (not_found, version_not_installable, invalid_config, invalid_request, conflict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from schema.payloads.secrets import SealedSecrets
+
+
+class InstallOperation(StrEnum):
+    INSTALL = "install"
+    UPGRADE = "upgrade"
+    ROLLBACK = "rollback"
+    ENABLE = "enable"
+    DISABLE = "disable"
+    UNINSTALL = "uninstall"
+    SET_LIMITS = "set_limits"
+    SET_CONFIG = "set_config"
+    SET_SECRETS = "set_secrets"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallRequest:
+    """One change. `request_id` is the idempotency key: the same id again returns the first result
+    (the API derives it from an Idempotency-Key header, or a fresh uuid).
+
+    Fields by operation: install/upgrade: `version` (required); rollback: `version` optional (default:
+    the previous version in install_history); install: optional `config` and `secrets`; set_config:
+    `config`; set_secrets: `secrets`; set_limits: `rate_limit_rps` and `rate_limit_burst` (None clears
+    to the gateway default).
+    """
+
+    request_id: str
+    operation: InstallOperation
+    actor: str = "system"
+    version: str = ""
+    config: dict[str, Any] | None = None
+    secrets: SealedSecrets | None = None
+    rate_limit_rps: float | None = None
+    rate_limit_burst: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallChangeResult:
+    request_id: str
+    operation: InstallOperation
+    tenant_id: str
+    extension: str
+    # Empty after an uninstall of something that was not installed.
+    install_id: str = ""
+    revision: int = 0
+    version: str = ""
+    previous_version: str = ""
+    # active | disabled | quarantined | uninstalled
+    status: str = ""
+    config_version: int = 0
+    secrets_version: int = 0
+    # False when the change was a no-op (install of the installed version, enable of an active install).
+    changed: bool = True
+    # Id of the child workflow that ran the change (Temporal UI lists it with Operation set).
+    workflow_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallState:
+    """All state of the entity workflow; carried over continue-as-new."""
+
+    # Results of recent requests by request_id (bounded), for idempotent retries.
+    completed: dict[str, InstallChangeResult] = field(default_factory=dict)
+    # Request ids in completion order, to evict the oldest.
+    order: list[str] = field(default_factory=list)
+    changes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallInput:
+    tenant_id: str
+    extension: str
+    state: InstallState | None = None
+    # The entity continues as new after this many changes (history stays small); tests lower it.
+    max_changes_per_run: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallChangeInput:
+    """Input of the child workflow that runs one change (`WorkflowType.INSTALL_CHANGE`)."""
+
+    tenant_id: str
+    extension: str
+    request: InstallRequest
+
+
+# --- activities -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyInstallChangeInput:
+    """A change without secrets: the registry transaction of install/upgrade/rollback/... ."""
+
+    tenant_id: str
+    extension: str
+    request_id: str
+    operation: InstallOperation
+    workflow_id: str
+    version: str = ""
+    config: dict[str, Any] | None = None
+    rate_limit_rps: float | None = None
+    rate_limit_burst: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyInstallChangeResult:
+    change: InstallChangeResult
+    # Install state before and after, as JSON for the audit row (no secret material).
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None

@@ -1,0 +1,91 @@
+"""Temporal names shared by the worker, the operator API and the CLI: task queues, workflow ids,
+search attributes. Workflow ids are business keys (ARCHITECTURE.md decision 5), so a retried request
+maps onto the same workflow and concurrent operations on one install serialize.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+NAMESPACE = "default"
+
+# Control-plane workflows and registry activities.
+CONTROL_TASK_QUEUE = "extplane-control"
+# CPU-heavy activities (component precompile) get their own queue so they never starve the others.
+COMPILE_TASK_QUEUE = "extplane-compile"
+
+
+class SearchAttribute(StrEnum):
+    """Custom search attributes registered on the namespace by `extctl dev up` (all Keyword)."""
+
+    TENANT_ID = "TenantId"
+    EXTENSION_NAME = "ExtensionName"
+    EXTENSION_VERSION = "ExtensionVersion"
+    CONTENT_HASH = "ContentHash"
+    OPERATION = "Operation"
+    ACTOR = "Actor"
+
+
+def _hex(content_hash: str) -> str:
+    return content_hash.removeprefix("sha256:")
+
+
+def publish_workflow_id(content_hash: str) -> str:
+    return f"publish/{_hex(content_hash)}"
+
+
+def sign_verify_workflow_id(content_hash: str) -> str:
+    return f"sign-verify/{_hex(content_hash)}"
+
+
+def install_workflow_id(tenant_id: str, extension: str) -> str:
+    return f"install/{tenant_id}/{extension}"
+
+
+def revoke_key_workflow_id(key_id: str) -> str:
+    return f"revoke-key/{key_id}"
+
+
+def rotate_master_key_workflow_id(target_version: int) -> str:
+    return f"rotate-master-key/{target_version}"
+
+
+def token_workflow_id(token_id: str) -> str:
+    return f"token/{token_id}"
+
+
+def trust_key_workflow_id(key_id: str) -> str:
+    return f"trust-add/{key_id}"
+
+
+class WorkflowType(StrEnum):
+    """Registered workflow type names: the API and CLI start workflows by these names."""
+
+    PUBLISH = "Publish"
+    SIGN_VERIFY = "SignVerify"
+    ADD_TRUST_KEY = "AddTrustKey"
+    REVOKE_KEY = "RevokeKey"
+    INSTALL = "Install"
+    INSTALL_CHANGE = "InstallChange"
+    ROTATE_MASTER_KEY = "RotateMasterKey"
+
+
+# Update of the Install entity workflow: InstallRequest -> InstallChangeResult.
+INSTALL_APPLY_UPDATE = "apply"
+# Query of the Install entity workflow: -> InstallState.
+INSTALL_STATE_QUERY = "state"
+
+# The Temporal Schedule that starts RotateMasterKeyWorkflow periodically.
+ROTATION_SCHEDULE_ID = "rotate-master-key"
+
+
+def compile_task_queue_for(control_task_queue: str) -> str:
+    """The compile queue paired with a control queue (tests run both under a uuid prefix)."""
+    if control_task_queue == CONTROL_TASK_QUEUE:
+        return COMPILE_TASK_QUEUE
+    return f"{control_task_queue}-compile"
+
+
+def install_change_workflow_id(tenant_id: str, extension: str, request_id: str) -> str:
+    """Child workflow of one install change; the request id makes a retried request the same child."""
+    return f"install/{tenant_id}/{extension}/change/{request_id}"

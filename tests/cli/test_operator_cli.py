@@ -1,0 +1,274 @@
+"""The operator commands of extctl against the real operator API (uvicorn on a free port, in a thread)
+backed by Postgres, Temporal and an in-process worker. extctl runs as a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.operator.app import create_app
+from api.operator.settings import OperatorSettings
+from bundles.signing import private_key_to_pem
+
+# data_dir, keyring, settings, temporal_client, worker: the operator-API fixtures shared with tests/api.
+from tests.api.conftest import (  # noqa: F401
+    ADMIN_TOKEN,
+    bearer,
+    data_dir,
+    keyring,
+    settings,
+    signed_bundle,
+    temporal_client,
+    trust_via_api,
+    worker,
+)
+from tests.workflows.helpers import Signer, unique_name
+
+# Each extctl run is a fresh interpreter (~1 s to import); on a loaded 2-core machine a test of several
+# commands plus the workflows they run needs more than the suite's default 60 s.
+pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def api_url(settings: OperatorSettings) -> Iterator[str]:  # noqa: F811
+    """The operator API served by uvicorn in a thread (its own event loop), on a socket bound here."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        assert server.started, "operator API did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass(frozen=True)
+class Extctl:
+    env: dict[str, str]
+    cwd: Path
+
+    async def __call__(self, *args: str, ok: bool = True) -> Result:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            *args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=50)
+        result = Result(proc.returncode or 0, out.decode(), err.decode())
+        if ok:
+            assert result.code == 0, f"extctl {' '.join(args)} failed: {result.stderr}"
+        return result
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def extctl(api_url: str, tmp_path: Path) -> Extctl:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()  # no .extplane/dev.env here: the environment is the only source
+    return Extctl(env=_env(EXT_API_URL=api_url, EXT_ADMIN_TOKEN=ADMIN_TOKEN), cwd=cwd)
+
+
+@pytest.fixture
+async def tenant(temporal_client: Client) -> AsyncIterator[str]:  # noqa: F811
+    t = f"t-{uuid.uuid4().hex[:10]}"
+    yield t
+    async for wf in temporal_client.list_workflows(f"WorkflowId STARTS_WITH 'install/{t}/'"):
+        try:
+            await temporal_client.get_workflow_handle(wf.id).terminate("test finished")
+        except RPCError:
+            pass
+
+
+def _write_bundle(tmp: Path, signer: Signer, name: str, version: str) -> tuple[Path, Path, str]:
+    b = signed_bundle(tmp, signer, name, version)
+    bundle, sig = tmp / f"{name}-{version}.tar.zst", tmp / f"{name}-{version}.sig"
+    bundle.write_bytes(b.data)
+    sig.write_text(b.signature)
+    return bundle, sig, b.content_hash
+
+
+async def _trusted_signer(extctl: Extctl, tmp: Path, *extra: str) -> Signer:
+    signer = Signer("acme")
+    pub = tmp / "signing.pub"
+    pub.write_text(signer.pem)
+    (tmp / "signing.key").write_bytes(private_key_to_pem(signer.private))
+    out = await extctl("trust", "add", str(pub), "--publisher", "acme", *extra)
+    assert signer.key_id in out.stdout
+    return signer
+
+
+@pytest.mark.usefixtures("worker")
+async def test_publish_install_status_ls(extctl: Extctl, tmp_path: Path, tenant: str) -> None:
+    signer = await _trusted_signer(extctl, tmp_path)
+    name = unique_name()
+    bundle, sig, digest = _write_bundle(tmp_path, signer, name, "1.0.0")
+
+    out = await extctl("publish", str(bundle), "--signature", str(sig))
+    for expected in (name, "1.0.0", digest, "publish/" + digest.removeprefix("sha256:")):
+        assert expected in out.stdout
+
+    out = await extctl(
+        "install", f"{name}@1.0.0", "--tenant", tenant, "--config", "n=3", "--secret", "k=hush-hush"
+    )
+    assert f"{tenant}: {name} 1.0.0 active" in out.stdout and "hush-hush" not in out.stdout
+
+    status = (await extctl("--json", "status", name, "--tenant", tenant)).json()
+    assert (status["version"], status["status"], status["config"]) == ("1.0.0", "active", {"n": 3})
+
+    listed = (await extctl("--json", "ls")).json()
+    assert [e["name"] for e in listed["extensions"]] == [name]
+    assert [(i["tenant_id"], i["extension"]) for i in listed["installs"]] == [(tenant, name)]
+    human = await extctl("ls", "--tenant", tenant)
+    assert f"{tenant}  {name}  1.0.0  active" in human.stdout
+
+
+async def _published_via_api(
+    api_url: str, tmp: Path, name: str, versions: list[str], *, install_in: str | None = None
+) -> Signer:
+    """Set-up through the HTTP API directly (cheaper than one extctl process per step): trust a key,
+    publish `versions` of `name`, and install the first one in `install_in`."""
+    signer = Signer("acme")
+    async with httpx.AsyncClient(base_url=api_url, headers=bearer(ADMIN_TOKEN), timeout=60) as api:
+        await trust_via_api(api, signer)
+        for version in versions:
+            b = signed_bundle(tmp, signer, name, version)
+            resp = await api.post("/v1/bundles", content=b.data, headers=b.headers())
+            assert resp.status_code == 200, resp.text
+        if install_in is not None:
+            body = {"extension": name, "version": versions[0]}
+            resp = await api.post(f"/v1/tenants/{install_in}/installs", json=body)
+            assert resp.status_code == 200, resp.text
+    return signer
+
+
+@pytest.mark.usefixtures("worker")
+async def test_version_commands(extctl: Extctl, api_url: str, tmp_path: Path, tenant: str) -> None:
+    name = unique_name()
+    await _published_via_api(api_url, tmp_path, name, ["1.0.0", "1.1.0"], install_in=tenant)
+
+    up = (await extctl("--json", "upgrade", f"{name}@1.1.0", "--tenant", tenant)).json()
+    assert (up["previous_version"], up["version"]) == ("1.0.0", "1.1.0")
+    back = (await extctl("--json", "rollback", name, "--tenant", tenant)).json()
+    assert back["version"] == "1.0.0"
+    to = (await extctl("--json", "rollback", name, "--tenant", tenant, "--to", "1.1.0")).json()
+    assert to["version"] == "1.1.0"
+    assert (await extctl("--json", "disable", name, "--tenant", tenant)).json()["status"] == "disabled"
+    assert (await extctl("--json", "enable", name, "--tenant", tenant)).json()["status"] == "active"
+    assert (await extctl("--json", "uninstall", name, "--tenant", tenant)).json()["status"] == "uninstalled"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_config_secrets_limits_audit(extctl: Extctl, api_url: str, tmp_path: Path, tenant: str) -> None:
+    name = unique_name()
+    await _published_via_api(api_url, tmp_path, name, ["1.0.0"], install_in=tenant)
+    cfg = (await extctl("--json", "config", "set", name, "--tenant", tenant, "a=1", "b=x")).json()
+    assert cfg["config_version"] == 1
+    sec = await extctl("secrets", "set", name, "--tenant", tenant, "token=very-secret-value")
+    assert "very-secret-value" not in sec.stdout and "token" in sec.stdout
+    await extctl("limits", "set", name, "--tenant", tenant, "--rps", "7", "--burst", "9")
+    status = (await extctl("--json", "status", name, "--tenant", tenant)).json()
+    assert (status["config"], status["rate_limit_rps"], status["rate_limit_burst"]) == (
+        {"a": 1, "b": "x"},
+        7.0,
+        9,
+    )
+
+    audit = (await extctl("--json", "audit", "--tenant", tenant, "--extension", name)).json()
+    assert audit and all(e["ui_url"] and e["workflow_id"] for e in audit)
+    human = await extctl("audit", "--tenant", tenant)
+    assert "admin" in human.stdout and "install/" in human.stdout
+
+
+@pytest.mark.usefixtures("worker")
+async def test_failures_are_one_line_and_non_zero(extctl: Extctl, tenant: str) -> None:
+    res = await extctl("install", f"{unique_name()}@1.0.0", "--tenant", tenant, ok=False)
+    assert res.code != 0
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: not_found: "), res.stderr
+    res = await extctl("--json", "status", "com.none.here", "--tenant", tenant, ok=False)
+    assert res.code != 0 and res.json()["error"] == "not_found"
+    res = await extctl("install", "no-version", "--tenant", tenant, ok=False)
+    assert res.code != 0 and res.stderr.startswith("error: invalid_request: ")
+    bad_token = Extctl(env={**extctl.env, "EXT_ADMIN_TOKEN": "wrong-token"}, cwd=extctl.cwd)
+    res = await bad_token("ls", ok=False)
+    assert res.code != 0 and res.stderr.startswith("error: unauthenticated: ")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_tokens_and_trust_revoke(extctl: Extctl, tmp_path: Path, tenant: str) -> None:
+    token = (
+        await extctl("tokens", "create", "--tenant", tenant, "--scope", "ext:read", "--scope", "ext:write")
+    ).stdout.strip()
+    assert token.startswith("ext_")
+    as_tenant = Extctl(env={**extctl.env, "EXT_ADMIN_TOKEN": token}, cwd=extctl.cwd)
+    assert (await as_tenant("--json", "ls", "--tenant", tenant)).json() == {"installs": []}
+    res = await as_tenant("ls", "--tenant", "someone-else", ok=False)
+    assert res.stderr.startswith("error: tenant_mismatch: ")
+    glob = (await extctl("--json", "tokens", "create", "--scope", "admin", "--name", "ops")).json()
+    assert glob["tenant_id"] is None and glob["name"] == "ops"
+
+    signer = await _trusted_signer(extctl, tmp_path, "--expires", "2099-01-02T03:04:05")
+    revoked = (await extctl("--json", "trust", "revoke", signer.key_id, "--reason", "leaked")).json()
+    assert revoked["key_id"] == signer.key_id and revoked["already_revoked"] is False
+    listed = (await extctl("--json", "trust", "ls")).json()
+    (key,) = [k for k in listed if k["key_id"] == signer.key_id]
+    assert key["revoked_at"] is not None and key["revoked_reason"] == "leaked"
+    assert key["expires_at"].startswith("2099-01-02T03:04:05")
+
+
+async def test_env_file_is_read_when_env_is_unset(api_url: str, tmp_path: Path) -> None:
+    cwd = tmp_path / "proj"
+    (cwd / ".extplane").mkdir(parents=True)
+    (cwd / ".extplane" / "dev.env").write_text(f"EXT_API_URL={api_url}\nEXT_ADMIN_TOKEN='{ADMIN_TOKEN}'\n")
+    res = await Extctl(env=_env(), cwd=cwd)("--json", "ls")
+    assert res.json() == {"extensions": [], "installs": []}
+    res = await Extctl(env=_env(), cwd=tmp_path)("ls", ok=False)
+    assert res.code != 0 and "EXT_API_URL" in res.stderr

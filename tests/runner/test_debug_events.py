@@ -1,0 +1,87 @@
+"""Debug events with their context: guest logs, stdout/stderr capture cut at 8 KiB, runner failures.
+In-process (the sink of a runner process is not observable from outside until the Redis sink lands)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bundles.blobstore import FilesystemBlobStore, artifact_key, bundle_key
+from bundles.hashing import content_hash
+from bundles.pack import pack_directory
+from core.settings import RunnerSettings
+from runner._app import egress_policy
+from runner._debug import InMemoryDebugSink
+from runner._egress import EgressClient
+from runner._engine import Runtime
+from runner._host import HostServices
+from runner._loader import ComponentCache
+from runner._secrets import SecretsCache
+from runner.compile import engine_fingerprint
+from schema.envelope import ExecuteRequest
+from tests.runner.runner_helpers import FIXTURES, GUESTS, envelope, manifest, python_guest
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Runtime]:
+    settings = RunnerSettings(env="test", data_dir=Path("/nonexistent"))
+    rt = Runtime(settings)
+    rt.link(
+        HostServices(
+            secrets=SecretsCache(None, entries=4),
+            storage=None,
+            egress=EgressClient(egress_policy(settings)),
+            on_denied=lambda _cap: None,
+        )
+    )
+    yield rt
+    rt.close()
+
+
+def _load(rt: Runtime, tmp: Path, wasm: bytes, artifact: bytes | None = None) -> tuple[ComponentCache, str]:
+    src = tmp / "ext"
+    (src / "dist").mkdir(parents=True)
+    import json
+
+    (src / "manifest.json").write_text(json.dumps(manifest()))
+    (src / "dist" / "main.wasm").write_bytes(wasm)
+    data = pack_directory(src)
+    chash = content_hash(data)
+    store = FilesystemBlobStore(tmp / "blobs")
+    store.put(bundle_key(chash), data)
+    if artifact:
+        store.put(artifact_key(chash, engine_fingerprint()), artifact)
+    return ComponentCache(rt.engine, store, max_bytes=1 << 30), chash
+
+
+def test_guest_log_and_failures_carry_context(runtime: Runtime, tmp_path: Path) -> None:
+    cache, chash = _load(runtime, tmp_path, (FIXTURES / "hostile.wasm").read_bytes())
+    sink = InMemoryDebugSink()
+    env = ExecuteRequest.model_validate(envelope(chash, "/alloc", limits={"memory_mb": 4}, tenant="t-1"))
+    outcome = runtime.run(cache.get(chash), env, sink)
+    assert outcome.error is not None and outcome.error.code.value == "memory_exhausted"
+    events = sink.events(request_id=env.context.request_id)
+    assert [(e.stream, e.level) for e in events] == [("log", "error"), ("runner", "error")]
+    assert events[0].message == "out of memory"
+    assert all(
+        (e.tenant, e.extension, e.install_id, e.version, e.content_hash)
+        == ("t-1", "com.test.guest", env.context.install_id, "1.0.0", chash)
+        for e in events
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # may build the Python guest on a cold cache
+def test_stderr_flood_is_cut_at_8_kib(runtime: Runtime, tmp_path: Path) -> None:
+    wasm, artifact = python_guest(GUESTS / "pyhostile")
+    cache, chash = _load(runtime, tmp_path, wasm, artifact)
+    sink = InMemoryDebugSink()
+    env = ExecuteRequest.model_validate(envelope(chash, "/stderr-flood"))
+    outcome = runtime.run(cache.get(chash), env, sink)
+    assert (outcome.status, outcome.body, outcome.error) == (200, b"flooded", None)
+    [event] = [e for e in sink.events(request_id=env.context.request_id) if e.stream == "stderr"]
+    assert event.truncated and len(event.message.encode()) == 8 * 1024
+    assert base64.b64encode(outcome.body)

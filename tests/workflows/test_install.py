@@ -1,0 +1,273 @@
+"""The install entity workflow and its per-change child workflows, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+from bundles.blobstore import FilesystemBlobStore
+from registry import read
+from schema.payloads.install import InstallOperation as Op
+from schema.payloads.install import InstallState
+from schema.temporal import INSTALL_STATE_QUERY, install_workflow_id
+from tests.workflows.helpers import (
+    Installs,
+    Invalidations,
+    Signer,
+    eventually,
+    manifest,
+    publish_version,
+    unique_name,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.temporal]
+
+CONFIG_SCHEMA = {
+    "type": "object",
+    "properties": {"greeting": {"type": "string"}},
+    "additionalProperties": False,
+}
+
+
+async def publish_versions(
+    client: Client, task_queue: str, store: FilesystemBlobStore, signer: Signer, tmp: Path, *versions: str
+) -> str:
+    name = unique_name()
+    for i, v in enumerate(versions):
+        caps = ["cap:log.emit", "cap:http.fetch"] if i % 2 else ["cap:log.emit"]
+        extra: dict[str, Any] = {"egress": ["api.example.com"]} if i % 2 else {}
+        doc = manifest(name, v, capabilities=caps, config_schema=CONFIG_SCHEMA, **extra)
+        await publish_version(client, task_queue, store, signer, tmp, doc)
+    return name
+
+
+async def history(pool: asyncpg.Pool, tenant: str, name: str) -> list[tuple[str, str | None, str | None]]:
+    rows = await pool.fetch(
+        """SELECT h.operation, fv.version AS f, tv.version AS t FROM install_history h
+           JOIN installs i ON i.id = h.install_id JOIN extensions e ON e.id = i.extension_id
+           LEFT JOIN versions fv ON fv.id = h.from_version_id LEFT JOIN versions tv ON tv.id = h.to_version_id
+           WHERE i.tenant_id = $1 AND e.name = $2 ORDER BY h.revision""",
+        tenant,
+        name,
+    )
+    return [(r["operation"], r["f"], r["t"]) for r in rows]
+
+
+async def accepted_updates(handle: WorkflowHandle[Any, Any]) -> int:
+    history = await handle.fetch_history()
+    kind = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    return sum(1 for e in history.events if e.event_type == kind)
+
+
+async def test_lifecycle_bumps_revision_records_history_and_invalidates(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    redis_client: aioredis.Redis,
+) -> None:
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0")
+    t = installs.tenant
+    async with Invalidations(redis_client) as inv:
+        r = await installs.apply(name, Op.INSTALL, version="1.0.0", config={"greeting": "hi"})
+        assert (r.revision, r.version, r.status, r.config_version, r.changed) == (
+            1,
+            "1.0.0",
+            "active",
+            1,
+            True,
+        )
+        got = await read.resolve_install(db_pool, t, name)
+        assert got is not None and got.active
+        assert got.granted_capabilities == ["cap:context.read", "cap:log.emit", "cap:user.read"]
+        assert got.config == {"greeting": "hi"}
+        assert got.endpoints == [("POST", "/items/:id"), ("GET", "/status")]
+
+        r = await installs.apply(name, Op.UPGRADE, version="1.1.0")
+        assert (r.revision, r.version, r.previous_version) == (2, "1.1.0", "1.0.0")
+        got = await read.resolve_install(db_pool, t, name)
+        assert got is not None and "cap:http.fetch" in got.granted_capabilities
+
+        r = await installs.apply(name, Op.ROLLBACK)
+        assert (r.revision, r.version, r.previous_version) == (3, "1.0.0", "1.1.0")
+        r = await installs.apply(name, Op.DISABLE)
+        assert (r.revision, r.status) == (4, "disabled")
+        assert await read.resolve_active_install(db_pool, t, name) is None
+        r = await installs.apply(name, Op.ENABLE)
+        assert (r.revision, r.status) == (5, "active")
+        r = await installs.apply(name, Op.SET_LIMITS, rate_limit_rps=5.0, rate_limit_burst=10)
+        assert r.revision == 6
+        r = await installs.apply(name, Op.SET_CONFIG, config={"greeting": "yo"})
+        assert (r.revision, r.config_version) == (7, 2)
+        err = await installs.failure(name, Op.SET_CONFIG, config={"greeting": 5})
+        assert err.type == "invalid_config"
+        got = await read.resolve_install(db_pool, t, name)
+        assert got is not None
+        assert (got.rate_limit_rps, got.rate_limit_burst, got.config, got.revision) == (
+            5.0,
+            10,
+            {"greeting": "yo"},
+            7,
+        )
+        assert await history(db_pool, t, name) == [
+            ("install", None, "1.0.0"),
+            ("upgrade", "1.0.0", "1.1.0"),
+            ("rollback", "1.1.0", "1.0.0"),
+            ("disable", "1.0.0", "1.0.0"),
+            ("enable", "1.0.0", "1.0.0"),
+            ("set_limits", "1.0.0", "1.0.0"),
+            ("set_config", "1.0.0", "1.0.0"),
+        ]
+
+        r = await installs.apply(name, Op.UNINSTALL)
+        assert (r.revision, r.status, r.changed) == (8, "uninstalled", True)
+        assert await read.resolve_install(db_pool, t, name) is None
+        assert await db_pool.fetchval("SELECT count(*) FROM install_config") == 0
+
+        messages = await inv.wait(t, 8)
+    assert [m["revision"] for m in messages] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert {m["extension"] for m in messages} == {name}
+    assert len({m["install_id"] for m in messages}) == 1
+    actions = await db_pool.fetch("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", t)
+    assert [a["action"] for a in actions] == [
+        "install",
+        "upgrade",
+        "rollback",
+        "disable",
+        "enable",
+        "set_limits",
+        "set_config",
+        "set_config_rejected",
+        "uninstall",
+    ]
+
+    async def listed() -> list[str] | None:
+        query = f'TenantId = "{t}" AND Operation = "upgrade"'
+        ids = [wf.id async for wf in client.list_workflows(query)]
+        return ids or None
+
+    ids = await eventually(listed, what="upgrade change listed by search attributes")
+    assert len(ids) == 1 and ids[0].startswith(f"install/{t}/{name}/change/")
+
+
+async def test_same_request_twice_is_one_change(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0")
+    first = await installs.apply(name, Op.INSTALL, version="1.0.0", request_id="req-1")
+    again = await installs.apply(name, Op.INSTALL, version="1.0.0", request_id="req-1")
+    other = await installs.apply(name, Op.INSTALL, version="1.0.0")
+
+    assert again == first
+    assert (other.changed, other.revision) == (False, 1)
+    assert await history(db_pool, installs.tenant, name) == [("install", None, "1.0.0")]
+    assert await db_pool.fetchval("SELECT count(*) FROM installs WHERE tenant_id = $1", installs.tenant) == 1
+
+
+async def test_refusals_name_their_reason_and_change_nothing(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0")
+    assert (await installs.failure(name, Op.INSTALL, version="9.9.9")).type == "not_found"
+    assert (await installs.failure(unique_name(), Op.INSTALL, version="1.0.0")).type == "not_found"
+    assert (await installs.failure(name, Op.UPGRADE, version="1.1.0")).type == "not_found"  # not installed
+    handle = client.get_workflow_handle(install_workflow_id(installs.tenant, name))
+    accepted = await accepted_updates(handle)
+    assert accepted == 2  # the two refusals above for this extension: accepted, then their child failed
+    rejected = await installs.failure(name, Op.INSTALL)  # validator: no version
+    assert rejected.type == "invalid_request"
+    assert (await installs.failure(name, Op.DISABLE, config={"a": "b"})).type == "invalid_request"
+    assert await accepted_updates(handle) == accepted  # rejected by the validator: not in history
+
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+    assert (await installs.failure(name, Op.ROLLBACK)).type == "conflict"  # no previous version
+    await db_pool.execute("UPDATE versions SET status = 'revoked' WHERE version = '1.1.0'")
+    assert (await installs.failure(name, Op.UPGRADE, version="1.1.0")).type == "version_not_installable"
+    assert (await installs.failure(name, Op.ROLLBACK, version="1.1.0")).type == "version_not_installable"
+    got = await read.resolve_install(db_pool, installs.tenant, name)
+    assert got is not None and (got.version, got.revision) == ("1.0.0", 1)
+
+
+async def test_concurrent_upgrade_and_rollback_serialize(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0", "1.2.0")
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+    await installs.apply(name, Op.UPGRADE, version="1.1.0")
+
+    up, back = await asyncio.gather(
+        installs.apply(name, Op.UPGRADE, version="1.2.0"), installs.apply(name, Op.ROLLBACK)
+    )
+
+    assert sorted([up.revision, back.revision]) == [3, 4]
+    steps = await history(db_pool, installs.tenant, name)
+    assert len(steps) == 4
+    for (_, _, prev_to), (_, frm, _) in zip(steps, steps[1:], strict=False):
+        assert frm == prev_to  # every change starts where the previous one ended: no lost update
+    first, second = (up, back) if up.revision == 3 else (back, up)
+    assert second.previous_version == first.version
+    got = await read.resolve_install(db_pool, installs.tenant, name)
+    assert got is not None and (got.version, got.revision) == (second.version, 4)
+
+
+async def test_entity_continues_as_new_and_keeps_its_idempotency_memory(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    installs.max_changes_per_run = 2
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0")
+    first = await installs.apply(name, Op.INSTALL, version="1.0.0", request_id="a")
+    handle = client.get_workflow_handle(install_workflow_id(installs.tenant, name))
+    first_run = (await handle.describe()).run_id
+
+    async def continued() -> str | None:
+        desc = await handle.describe()
+        return desc.run_id if desc.run_id != first_run else None
+
+    await installs.apply(name, Op.DISABLE, request_id="b")  # the second change: continue-as-new
+    await eventually(continued, what="a new run of the install entity")
+    assert (await installs.apply(name, Op.ENABLE, request_id="c")).revision == 3
+
+    assert await installs.apply(name, Op.INSTALL, version="1.0.0", request_id="a") == first  # remembered
+    state = await handle.query(INSTALL_STATE_QUERY, result_type=InstallState)
+    assert state.order == ["a", "b", "c"] and state.changes == 3
+    got = await read.resolve_install(db_pool, installs.tenant, name)
+    assert got is not None and (got.revision, got.status) == (3, "active")

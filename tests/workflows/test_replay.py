@@ -1,0 +1,153 @@
+"""Determinism: every workflow's recorded history replays with the current code (STYLE.md 7).
+
+`test_live_histories_replay` runs every workflow type once and replays what it recorded; with
+EXT_CAPTURE_HISTORIES=1 it also (re)writes tests/workflows/histories/*.json. Those committed histories
+are replayed by `test_committed_history_replays`, so a change of workflow logic without
+`workflow.patched` fails here before it breaks running workflows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.worker import Replayer
+
+from bundles.blobstore import FilesystemBlobStore
+from core.codec import data_converter, seal_secrets
+from core.crypto import Keyring
+from schema.payloads.install import InstallOperation as Op
+from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
+from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
+from schema.temporal import (
+    WorkflowType,
+    install_change_workflow_id,
+    install_workflow_id,
+    publish_workflow_id,
+    revoke_key_workflow_id,
+    sign_verify_workflow_id,
+    trust_key_workflow_id,
+)
+from tests.workflows.helpers import (
+    HISTORIES,
+    Installs,
+    Signer,
+    build_bundle,
+    fixed_keyring,
+    manifest,
+    publish_version,
+    stage,
+    unique_name,
+)
+from workflows.worker import WORKFLOWS
+
+EXPECTED = {
+    "publish",
+    "publish_rejected",
+    "sign_verify",
+    "add_trust_key",
+    "install",
+    "install_change_install",
+    "install_change_set_secrets",
+    "install_change_rollback",
+    "rotate_master_key",
+    "revoke_key",
+}
+
+
+def replayer() -> Replayer:
+    # Version 2 too: histories recorded by a rotated worker are sealed with it.
+    return Replayer(workflows=WORKFLOWS, data_converter=data_converter(fixed_keyring(1, 2)))
+
+
+@pytest.mark.integration
+@pytest.mark.temporal
+@pytest.mark.timeout(120)
+async def test_live_histories_replay(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    keyring: Keyring,
+) -> None:
+    name = unique_name()
+    ids: dict[str, str] = {}
+    v1 = await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.0.0"))
+    await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.1.0"))
+    ids["publish"] = publish_workflow_id(v1.content_hash)
+    ids["sign_verify"] = sign_verify_workflow_id(v1.content_hash)
+    rejected = stage(store, build_bundle(tmp_path, manifest(unique_name())), Signer("acme"))
+    with pytest.raises(WorkflowFailureError):
+        await client.execute_workflow(
+            WorkflowType.PUBLISH,
+            rejected.publish_input(),
+            id=publish_workflow_id(rejected.content_hash),
+            task_queue=task_queue,
+        )
+    ids["publish_rejected"] = publish_workflow_id(rejected.content_hash)
+    newcomer = Signer("initech")
+    await client.execute_workflow(
+        WorkflowType.ADD_TRUST_KEY,
+        AddTrustKeyInput(key_id=newcomer.key_id, publisher="initech", public_key_pem=newcomer.pem),
+        id=trust_key_workflow_id(newcomer.key_id),
+        task_queue=task_queue,
+        result_type=AddTrustKeyResult,
+    )
+    ids["add_trust_key"] = trust_key_workflow_id(newcomer.key_id)
+    await installs.apply(name, Op.INSTALL, version="1.0.0", request_id="r-install", config={})
+    await installs.apply(name, Op.UPGRADE, version="1.1.0", request_id="r-upgrade")
+    await installs.apply(
+        name, Op.SET_SECRETS, secrets=seal_secrets(keyring, {"K": "v"}), request_id="r-secrets"
+    )
+    await installs.apply(name, Op.ROLLBACK, request_id="r-rollback")
+    t = installs.tenant
+    ids["install"] = install_workflow_id(t, name)
+    ids["install_change_install"] = install_change_workflow_id(t, name, "r-install")
+    ids["install_change_set_secrets"] = install_change_workflow_id(t, name, "r-secrets")
+    ids["install_change_rollback"] = install_change_workflow_id(t, name, "r-rollback")
+    rotate_id = f"rotate-master-key/test-{uuid.uuid4().hex[:8]}"
+    await client.execute_workflow(
+        WorkflowType.ROTATE_MASTER_KEY,
+        RotateMasterKeyInput(actor="test"),
+        id=rotate_id,
+        task_queue=task_queue,
+        result_type=RotateMasterKeyResult,
+    )
+    ids["rotate_master_key"] = rotate_id
+    await client.execute_workflow(
+        WorkflowType.REVOKE_KEY,
+        RevokeKeyInput(key_id=signer.key_id, reason="test"),
+        id=revoke_key_workflow_id(signer.key_id),
+        task_queue=task_queue,
+        result_type=RevokeKeyResult,
+    )
+    ids["revoke_key"] = revoke_key_workflow_id(signer.key_id)
+    assert set(ids) == EXPECTED
+
+    capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"
+    for label, wf_id in sorted(ids.items()):
+        history = await client.get_workflow_handle(wf_id).fetch_history()
+        result = await replayer().replay_workflow(history)
+        assert result.replay_failure is None, label
+        if capture:
+            HISTORIES.mkdir(parents=True, exist_ok=True)
+            (HISTORIES / f"{label}.json").write_text(history.to_json())
+
+
+def test_every_workflow_has_a_committed_history() -> None:
+    assert {p.stem for p in HISTORIES.glob("*.json")} >= EXPECTED
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_committed_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await replayer().replay_workflow(history)
+    assert result.replay_failure is None

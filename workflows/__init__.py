@@ -1,0 +1,1 @@
+"""workflows package: see ARCHITECTURE.md for its job and allowed imports."""

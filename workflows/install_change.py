@@ -1,0 +1,161 @@
+"""InstallChangeWorkflow: one change of one install, run as a child of the Install entity workflow.
+
+Each change is its own workflow (id `install/<tenant>/<extension>/change/<request id>`) with the search
+attributes TenantId, ExtensionName, ExtensionVersion, Operation and Actor, so Temporal UI lists every
+install, upgrade, rollback, config or secret rotation separately and filterably.
+
+Steps: apply (one registry transaction: revision + 1, install_history row) [→ store secrets when the
+install carries initial secrets, or for set_secrets] → audit row (before/after) ∥ invalidation on Redis.
+
+Invariants:
+  * only verified versions are installed, upgraded or rolled back to (version_not_installable);
+  * granted capabilities = manifest capabilities ∪ defaults, recomputed whenever the version changes;
+  * every change bumps the revision exactly once, even when the worker dies between steps: the apply
+    activity recognizes this workflow's own history row and returns the recorded outcome;
+  * secret values arrive sealed and are only opened inside the secrets activity.
+Compensation: none: the change is a single transaction, and the later steps (audit, invalidation) are
+idempotent and retried until they succeed. A refused change writes nothing and fails with its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
+    from activities.registry import RegistryActivities
+    from activities.secrets import SecretsActivities
+    from schema.payloads.install import (
+        ApplyInstallChangeInput,
+        InstallChangeInput,
+        InstallChangeResult,
+        InstallOperation,
+    )
+    from schema.payloads.notify import InvalidateInput
+    from schema.payloads.secrets import SetSecretsInput
+    from schema.temporal import WorkflowType
+    from workflows._common import RETRY, SHORT, audit, fail, failure_code, upsert
+
+
+@workflow.defn(name=WorkflowType.INSTALL_CHANGE)
+class InstallChangeWorkflow:
+    @workflow.run
+    async def run(self, inp: InstallChangeInput) -> InstallChangeResult:
+        req = inp.request
+        wf_id = workflow.info().workflow_id
+        upsert(
+            tenant_id=inp.tenant_id,
+            extension_name=inp.extension,
+            extension_version=req.version,
+            operation=req.operation.value,
+            actor=req.actor,
+        )
+        before: dict[str, object] | None = None
+        after: dict[str, object] | None = None
+        try:
+            if req.operation is InstallOperation.SET_SECRETS:
+                result = await self._set_secrets(
+                    inp,
+                    wf_id,
+                    InstallChangeResult(
+                        request_id=req.request_id,
+                        operation=req.operation,
+                        tenant_id=inp.tenant_id,
+                        extension=inp.extension,
+                        workflow_id=wf_id,
+                    ),
+                )
+            else:
+                applied = await workflow.execute_activity_method(
+                    RegistryActivities.apply_install_change,
+                    ApplyInstallChangeInput(
+                        tenant_id=inp.tenant_id,
+                        extension=inp.extension,
+                        request_id=req.request_id,
+                        operation=req.operation,
+                        workflow_id=wf_id,
+                        version=req.version,
+                        config=req.config,
+                        rate_limit_rps=req.rate_limit_rps,
+                        rate_limit_burst=req.rate_limit_burst,
+                    ),
+                    start_to_close_timeout=SHORT,
+                    retry_policy=RETRY,
+                )
+                result, before, after = applied.change, applied.before, applied.after
+                if req.operation is InstallOperation.INSTALL and req.secrets is not None:
+                    result = await self._set_secrets(inp, wf_id, result)
+        except ActivityError as err:
+            code, message = failure_code(err)
+            await audit(
+                "rejected",
+                f"{req.operation.value}_rejected",
+                actor=req.actor,
+                tenant_id=inp.tenant_id,
+                extension_name=inp.extension,
+                version=req.version or None,
+                after={"error": code, "message": message},
+            )
+            raise fail(code, message) from None
+        upsert(extension_version=result.version)
+        if req.secrets is not None:
+            after = {**(after or {}), "secret_names": sorted(req.secrets.key_names)}
+        # Audit and invalidation are independent and idempotent: run them side by side.
+        follow_ups = [
+            audit(
+                "change",
+                req.operation.value if result.changed else f"{req.operation.value}_noop",
+                actor=req.actor,
+                tenant_id=inp.tenant_id,
+                extension_name=inp.extension,
+                version=result.version or None,
+                before=before,
+                after=after,
+            )
+        ]
+        if result.changed and result.install_id:
+            follow_ups.append(self._invalidate(inp, result))
+        await asyncio.gather(*follow_ups)
+        return result
+
+    async def _invalidate(self, inp: InstallChangeInput, result: InstallChangeResult) -> None:
+        await workflow.execute_activity_method(
+            NotifyActivities.publish_invalidation,
+            InvalidateInput(
+                tenant_id=inp.tenant_id,
+                extension=inp.extension,
+                install_id=result.install_id,
+                revision=result.revision,
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+
+    async def _set_secrets(
+        self, inp: InstallChangeInput, wf_id: str, result: InstallChangeResult
+    ) -> InstallChangeResult:
+        assert inp.request.secrets is not None  # the entity's validator guarantees it
+        stored = await workflow.execute_activity_method(
+            SecretsActivities.set_secrets,
+            SetSecretsInput(
+                tenant_id=inp.tenant_id,
+                extension=inp.extension,
+                sealed=inp.request.secrets,
+                workflow_id=wf_id,
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        return replace(
+            result,
+            install_id=stored.install_id,
+            revision=stored.revision,
+            secrets_version=stored.secrets_version,
+            version=result.version or stored.version,
+            status=result.status or stored.status,
+            changed=True,
+        )
