@@ -26,7 +26,8 @@ async def test_runner_killed_gives_502_fast_then_recovers(fault_stack: FaultStac
             elapsed = time.monotonic() - t0
             assert resp.status_code == 502, resp.text
             assert resp.json()["error"] == "bad_gateway"
-            assert elapsed < 5.0, f"a dead runner must fail without a connect-timeout wait, took {elapsed:.2f}s"
+            # A bound against a connect-timeout wait, not a speed claim.
+            assert elapsed < 5.0, f"a dead runner must fail fast, took {elapsed:.2f}s"
 
         await asyncio.to_thread(fault_stack.restart_app, "runner")
 
