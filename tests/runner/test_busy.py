@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def small_runner(runner_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
-    proc = start_runner(tmp_path_factory.mktemp("busy"), runner_db_url, threads=1, queue_depth=0)
+    # No fuel cap below what the looping guest burns in its 3 s: the deadline must be what ends it.
+    proc = start_runner(
+        tmp_path_factory.mktemp("busy"), runner_db_url, threads=1, queue_depth=0, max_fuel=10**16
+    )
     yield proc
     proc.stop()
 
@@ -36,7 +39,8 @@ async def test_saturated_runner_refuses_then_recovers(small_runner: RunnerProces
             await asyncio.sleep(0.01)
         busy = await client.post("/v1/execute", json=envelope(chash, "/echo"))
         assert (busy.status_code, busy.json()["error"]["code"]) == (503, "runner_busy")
-        assert (await slow).status_code == 504
+        slow_resp = await slow
+        assert slow_resp.status_code == 504, slow_resp.text
         ok = await client.post("/v1/execute", json=envelope(chash, "/echo", body=b"back"))
         assert ok.status_code == 200
         assert "extplane_runner_busy_rejections_total 1.0" in (await client.get("/metrics")).text
