@@ -7,6 +7,7 @@ import importlib
 import typer
 
 from cli.output import STATE
+from core.process import run_main
 
 app = typer.Typer(
     name="extctl",
@@ -28,7 +29,9 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("config", "config"),
     ("secrets", "secrets"),
     ("limits", "limits"),
+    ("debug", "debug"),
     ("audit", None),
+    ("executions", None),
     ("tokens", "tokens"),
     ("call", None),
     ("logs", None),
@@ -62,4 +65,5 @@ _register()
 
 
 def main() -> None:
-    app()
+    # run_main: a command that used the Temporal client must not abort in interpreter teardown.
+    run_main(app)

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from core.process import run_main
 from core.settings import CommonSettings, WorkerSettings
 from schema.temporal import compile_task_queue_for
 
@@ -89,4 +90,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

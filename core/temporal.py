@@ -9,6 +9,7 @@ from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from core.errors import Unavailable
+from core.process import note_temporal_bridge
 from schema.temporal import NAMESPACE, SearchAttribute
 
 
@@ -16,6 +17,7 @@ async def connect_temporal(
     address: str, *, namespace: str = NAMESPACE, data_converter: DataConverter | None = None
 ) -> Client:
     """Connect or raise Unavailable (the operator API maps it to 503 control_plane_unavailable)."""
+    note_temporal_bridge()
     try:
         return await Client.connect(
             address, namespace=namespace, data_converter=data_converter or DataConverter.default

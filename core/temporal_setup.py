@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import Unavailable
 from core.logging import configure_logging
+from core.process import run_main
 from core.settings import CommonSettings
 from core.temporal import connect_temporal, register_search_attributes
 
@@ -90,4 +91,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -36,6 +36,8 @@ class ResolvedInstall:
     secrets_version: int
     rate_limit_rps: float | None
     rate_limit_burst: int | None
+    # For the operator's view only: the debug gate reads the flag fresh per session (registry.read_debug).
+    debug_enabled: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
     precompiled: dict[str, Any] = field(default_factory=dict)
 
@@ -47,7 +49,7 @@ class ResolvedInstall:
 _RESOLVE = """
 SELECT i.id, i.tenant_id, e.name, v.version, v.content_hash, i.status, v.status AS version_status,
        i.revision, i.granted_capabilities, i.config_version, i.secrets_version, i.rate_limit_rps,
-       i.rate_limit_burst, v.manifest, b.precompiled,
+       i.rate_limit_burst, i.debug_enabled, v.manifest, b.precompiled,
        COALESCE((SELECT c.config FROM install_config c
                  WHERE c.install_id = i.id AND c.version = i.config_version), '{}'::jsonb) AS config,
        COALESCE((SELECT array_agg(ARRAY[a.method, a.path] ORDER BY a.path, a.method)
@@ -76,6 +78,7 @@ def _resolved(row: asyncpg.Record) -> ResolvedInstall:
         secrets_version=row["secrets_version"],
         rate_limit_rps=row["rate_limit_rps"],
         rate_limit_burst=row["rate_limit_burst"],
+        debug_enabled=row["debug_enabled"],
         manifest=row["manifest"],
         precompiled=row["precompiled"],
     )

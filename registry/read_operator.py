@@ -1,6 +1,7 @@
 """Registry queries of the operator API and of bearer-token authentication (gateway and operator).
 
-Read-only, like `registry.read`: tokens are written only by the CreateToken workflow's activity.
+Read-only, like `registry.read`: tokens are written only by the CreateToken workflow's activity, and
+execution_log rows only by the gateway (api/gateway/execlog.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from datetime import datetime
 import asyncpg
 
 from core.db import map_db_errors
+from core.errors import InvalidInput
+
+MAX_EXECUTIONS = 1000
+_BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +71,96 @@ async def list_extensions(pool: asyncpg.Pool) -> list[ExtensionSummary]:
     return [
         ExtensionSummary(
             name=r["name"], publisher=r["publisher"], created_at=r["created_at"], versions=list(r["versions"])
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionRecord:
+    """One execution_log row: a tenant call as the gateway recorded it (never its content)."""
+
+    id: int
+    request_id: str
+    tenant_id: str
+    extension: str
+    version: str | None
+    install_id: str | None
+    method: str
+    endpoint: str | None  # the matched template; None when no endpoint matched
+    status: int
+    outcome: str
+    duration_ms: float
+    fuel_consumed: int | None  # None when the runner reported none: no guest ran (docs/gateway.md)
+    principal: str | None  # "token:<id>" or "admin"; None on rows older than migration 0003
+    operator: bool
+    at: datetime
+
+
+async def list_executions(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    *,
+    extension: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[ExecutionRecord]:
+    """Calls of one tenant, newest first, at most `limit` (1..MAX_EXECUTIONS).
+
+    `before_id` is the id of the last row of the previous page: rows older than it follow, ordered
+    and compared by (at, id), the order of the (tenant_id[, extension_name], at DESC) indexes. A
+    `before_id` that names no row of this tenant (pruned, or typed by hand) falls back to `id < before_id`.
+
+    Raises:
+        InvalidInput: `limit` or `before_id` out of range.
+    """
+    if not 1 <= limit <= MAX_EXECUTIONS:
+        raise InvalidInput(f"limit must be between 1 and {MAX_EXECUTIONS}, got {limit}")
+    if before_id is not None and not 1 <= before_id <= _BIGINT_MAX:
+        raise InvalidInput(f"before must be an execution id (1..{_BIGINT_MAX}), got {before_id}")
+    # Conditions are spelled out rather than `($n IS NULL OR ...)`: a prepared statement's generic
+    # plan could not use the indexes for an optional condition.
+    where = ["tenant_id = $1"]
+    args: list[object] = [tenant_id]
+    if extension is not None:
+        args.append(extension)
+        where.append(f"extension_name = ${len(args)}")
+    async with map_db_errors(), pool.acquire() as conn:
+        if before_id is not None:
+            cursor_at = await conn.fetchval(
+                "SELECT at FROM execution_log WHERE id = $1 AND tenant_id = $2", before_id, tenant_id
+            )
+            if cursor_at is None:
+                args.append(before_id)
+                where.append(f"id < ${len(args)}")
+            else:
+                args += [cursor_at, before_id]
+                where.append(f"(at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        rows = await conn.fetch(
+            f"""SELECT id, request_id, tenant_id, extension_name, version, install_id, method, endpoint,
+                       status, outcome, duration_ms, fuel_consumed, principal, operator, at
+                FROM execution_log WHERE {" AND ".join(where)}
+                ORDER BY at DESC, id DESC LIMIT ${len(args)}""",
+            *args,
+        )
+    return [
+        ExecutionRecord(
+            id=r["id"],
+            request_id=r["request_id"],
+            tenant_id=r["tenant_id"],
+            extension=r["extension_name"],
+            version=r["version"],
+            install_id=str(r["install_id"]) if r["install_id"] is not None else None,
+            method=r["method"],
+            endpoint=r["endpoint"],
+            status=r["status"],
+            outcome=r["outcome"],
+            duration_ms=r["duration_ms"],
+            fuel_consumed=r["fuel_consumed"],
+            principal=r["principal"],
+            operator=r["operator"],
+            at=r["at"],
         )
         for r in rows
     ]

@@ -8,6 +8,9 @@ Best effort by construction, never on the execute path:
 * One daemon thread publishes batches (one pipeline round trip per batch). On a Redis failure the
   batch goes back to the front of the buffer and the thread retries with exponential backoff (50 ms
   doubling up to `retry_max_s`); executes keep running and only the buffer fills (then drops).
+  Delivery is therefore at least once: when a connection dies after Redis applied a batch but before
+  its reply arrived, the batch is sent again after the reconnect. Debug output prefers a repeated
+  line to a lost one.
 * `/metrics` shows published, dropped and buffered events and whether Redis is reachable
   (`collector()`, registered by the runner app).
 

@@ -28,7 +28,10 @@ SEMVER_RE = (
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-EGRESS_RE = rf"^(?:\*\.)?{HOST_LABEL}(?:\.{HOST_LABEL})+$"
+# The last label starts with a letter, as every top-level domain does (RFC 3696 section 2): this refuses
+# IPv4 literals such as 169.254.169.254, so an allowlist names hosts, never (internal) addresses.
+TLD_LABEL = r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+EGRESS_RE = rf"^(?:\*\.)?(?:{HOST_LABEL}\.)+{TLD_LABEL}$"
 PATH_SEGMENT_RE = re.compile(r"^(?::[a-zA-Z_][a-zA-Z0-9_]*|[A-Za-z0-9._~!$&'()*+,;=@-]+)$")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -249,7 +252,9 @@ _PATTERN_MESSAGES = {
     "name": "must be a lowercase reverse-domain name with at least two segments, e.g. com.acme.hello",
     "publisher": "must be a lowercase slug of letters, digits and '-', e.g. acme",
     "version": "must be a semantic version such as 1.2.3 or 1.2.3-rc.1",
-    "egress": "must be a lowercase host name or '*.' + domain, without scheme, port or path",
+    "egress": (
+        "must be a lowercase host name or '*.' + domain (not an IP address), without scheme, port or path"
+    ),
 }
 
 

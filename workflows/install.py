@@ -177,4 +177,9 @@ def _problem(req: InstallRequest) -> str:
         return "rate_limit_rps must be > 0"
     if req.rate_limit_burst is not None and req.rate_limit_burst < 1:
         return "rate_limit_burst must be >= 1"
+    if req.operation is not Op.SET_DEBUG and req.debug_enabled is not None:
+        return f"{req.operation.value} does not take debug_enabled"
+    # isinstance, not `is None`: a client other than the API may send 0/1 or "true" in the JSON payload.
+    if req.operation is Op.SET_DEBUG and not isinstance(req.debug_enabled, bool):
+        return "set_debug needs debug_enabled (true or false)"
     return ""

@@ -82,6 +82,7 @@ class InstallChangeWorkflow:
                         config=req.config,
                         rate_limit_rps=req.rate_limit_rps,
                         rate_limit_burst=req.rate_limit_burst,
+                        debug_enabled=req.debug_enabled,
                     ),
                     start_to_close_timeout=SHORT,
                     retry_policy=RETRY,

@@ -33,6 +33,7 @@ from core.codec import data_converter
 from core.crypto import Keyring
 from core.db import create_pool
 from core.logging import configure_logging
+from core.process import run_main
 from core.redis import create_redis
 from core.settings import WorkerSettings
 from core.temporal import connect_temporal, register_search_attributes
@@ -218,4 +219,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

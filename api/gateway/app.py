@@ -38,6 +38,7 @@ from api.gateway.http import (
     IDEMPOTENCY_KEY,
     HandlerAnswer,
     error_body,
+    failed_run_fuel,
     forward_headers,
     map_runner_reply,
     read_body,
@@ -69,7 +70,7 @@ MAX_QUERY = 8192
 class _Call:
     """What is known about one call so far: the execution_log row is built from it at the end."""
 
-    __slots__ = ("caller", "endpoint", "extension", "install_id", "method", "version")
+    __slots__ = ("caller", "endpoint", "extension", "fuel_consumed", "install_id", "method", "version")
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -78,6 +79,7 @@ class _Call:
         self.install_id: str | None = None
         self.version: str | None = None
         self.endpoint: str | None = None
+        self.fuel_consumed: int | None = None  # stays None unless a guest ran
 
 
 class GatewayApp:
@@ -179,6 +181,9 @@ class GatewayApp:
                     status=status,
                     outcome=outcome,
                     duration_ms=round(elapsed * 1000.0, 3),
+                    principal=call.caller.subject,
+                    operator=call.caller.operator,
+                    fuel_consumed=call.fuel_consumed,
                 )
             )
 
@@ -271,7 +276,14 @@ class GatewayApp:
         reply = await res.runner.execute(
             envelope, request_id=rid, timeout_s=timeout_ms / 1000.0, headers=install.runner_headers
         )
-        return map_runner_reply(reply.status, reply.body)
+        try:
+            answer = map_runner_reply(reply.status, reply.body)
+        except ExtplaneError:
+            # A guest that trapped or ran out of fuel or time still burnt fuel; the runner says how much.
+            call.fuel_consumed = failed_run_fuel(reply.body)
+            raise
+        call.fuel_consumed = answer.fuel_consumed
+        return answer
 
     async def _healthz(self, send: Send) -> None:
         res = self.resources

@@ -5,7 +5,9 @@ written only by activities (through registry.write, inside audited workflows), w
 an append-only fact about traffic that no workflow could record without putting Temporal on the hot
 path. Hence this small module writes `execution_log` directly with COPY, and nothing else.
 
-Rows never carry bodies, headers or secrets. The queue is bounded: when Postgres is slow or down,
+A row says who called (`principal`: "token:<id>" or "admin", and `operator` when a global admin token
+acted for the tenant) and what the guest cost (`fuel_consumed`, None when no guest ran), but never
+bodies, headers, tokens or secrets. The queue is bounded: when Postgres is slow or down,
 new rows are dropped and counted (gateway_execlog_dropped_total), and calls are never slowed down.
 """
 
@@ -33,6 +35,9 @@ COLUMNS = (
     "status",
     "outcome",
     "duration_ms",
+    "principal",
+    "operator",
+    "fuel_consumed",
 )
 
 
@@ -48,6 +53,9 @@ class ExecRow:
     status: int
     outcome: str
     duration_ms: float
+    principal: str
+    operator: bool
+    fuel_consumed: int | None
 
     def record(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, which cost more than the rest of a call.
@@ -62,6 +70,9 @@ class ExecRow:
             self.status,
             self.outcome,
             self.duration_ms,
+            self.principal,
+            self.operator,
+            self.fuel_consumed,
         )
 
 

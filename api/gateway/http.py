@@ -50,6 +50,7 @@ _SAFE_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 DEFAULT_CACHE_CONTROL = "no-store"
 MAX_FORWARDED_HEADERS = 200
+_BIGINT_MAX = 2**63 - 1
 
 
 def forward_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -123,6 +124,7 @@ class HandlerAnswer:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    fuel_consumed: int | None = None  # the runner's metrics.fuel_consumed, for execution_log
 
 
 def map_runner_reply(status: int, body: bytes) -> HandlerAnswer:
@@ -146,7 +148,25 @@ def map_runner_reply(status: int, body: bytes) -> HandlerAnswer:
         raise BadGateway("runner answer carries an invalid handler status or headers")
     if handler_status in (204, 304):
         payload = b""
-    return HandlerAnswer(handler_status, response_headers(headers), payload)
+    return HandlerAnswer(handler_status, response_headers(headers), payload, _fuel(doc.get("metrics")))
+
+
+def failed_run_fuel(body: bytes) -> int | None:
+    """metrics.fuel_consumed of a runner's error answer: present when the guest ran and then trapped,
+    ran out of fuel or past its deadline; None when it never ran (busy, module not found, ...)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    return _fuel(doc.get("metrics")) if isinstance(doc, dict) else None
+
+
+def _fuel(metrics: Any) -> int | None:
+    if not isinstance(metrics, dict):
+        return None
+    fuel = metrics.get("fuel_consumed")
+    # bool is an int; and a value past bigint would fail the whole COPY batch it sits in.
+    return fuel if type(fuel) is int and 0 <= fuel <= _BIGINT_MAX else None
 
 
 def _runner_code(body: bytes) -> str | None:

@@ -9,6 +9,7 @@ import uvicorn
 from api.operator.app import create_app
 from api.operator.settings import OperatorSettings
 from core.logging import configure_logging
+from core.process import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,4 +23,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,6 +15,7 @@ from api.operator.routes import (
     audit,
     bundles,
     debug_sessions,
+    executions,
     extensions,
     health,
     installs,
@@ -25,7 +26,7 @@ from api.operator.routes import (
 from api.operator.settings import OperatorSettings
 from core.settings import ApiSettings
 
-V1_ROUTERS = (bundles, extensions, installs, trust, tokens, audit, operations, debug_sessions)
+V1_ROUTERS = (bundles, extensions, installs, trust, tokens, audit, operations, debug_sessions, executions)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

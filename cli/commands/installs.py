@@ -117,7 +117,7 @@ def ls(
 
 @app.command("status")
 def status(name: Name, tenant: Tenant) -> None:
-    """The install of NAME in a tenant: version, status, config, limits, history."""
+    """The install of NAME in a tenant: version, status, config, limits, debug flag, history."""
     out = call("GET", _base(tenant, name))
     limits = f"{out['rate_limit_rps'] or 'default'} rps, burst {out['rate_limit_burst'] or 'default'}"
     lines = [
@@ -128,6 +128,7 @@ def status(name: Name, tenant: Tenant) -> None:
         f"  config v{out['config_version']}        {out['config']}",
         f"  secrets version  {out['secrets_version']}",
         f"  rate limit       {limits}",
+        f"  debug flag       {'on' if out['debug_enabled'] else 'off'}",
         f"  workflow         {out['workflow_id']}  {out['ui_url']}",
         "  history",
     ]

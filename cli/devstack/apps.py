@@ -3,9 +3,11 @@ point, so `extctl dev up` grows with the project instead of failing on what is n
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -57,6 +59,21 @@ APPS: tuple[AppSpec, ...] = (
         default_port=8080,
     ),
 )
+
+# The packages the apps run. cli/ is left out: it is the launcher, not part of any app.
+APP_PACKAGES = ("activities", "api", "bundles", "core", "registry", "runner", "schema", "workflows")
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_fingerprint(root: Path = _SOURCE_ROOT) -> str:
+    """A digest of the apps' Python sources (path, size, mtime). `dev up` restarts a running app whose
+    fingerprint differs instead of reusing a process that still runs yesterday's code."""
+    digest = hashlib.sha256()
+    for package in APP_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            st = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def available(spec: AppSpec) -> bool:

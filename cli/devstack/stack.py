@@ -239,18 +239,23 @@ class Stack:
         """Start every app that is not already healthy, all at once (each pays ~1-2 s of imports),
         then wait for all. Ports and URLs are fixed first: apps find each other through the env."""
         to_start: list[tuple[app_specs.AppSpec, int | None, str]] = []
+        code = app_specs.code_fingerprint()
         for spec in app_specs.APPS:
             if not app_specs.available(spec):
                 continue
             prev = services.get(spec.name) or {}
+            running = bool(prev.get("managed")) and pid_alive(prev.get("pid"))
             if (
-                prev.get("managed")
-                and pid_alive(prev.get("pid"))
+                running
+                and (prev.get("extra") or {}).get("code") == code
                 and (spec.health_path is None or app_specs.healthy(prev["url"], spec.health_path))
             ):
                 if spec.url_env:
                     env[spec.url_env] = app_env[spec.url_env] = prev["url"]
                 continue
+            if running:
+                # Unhealthy, or started from sources that have changed since: replace it, same port.
+                stop_pid(prev.get("pid"))
             port = self._port(spec.name, prev.get("port"), spec.default_port) if spec.default_port else None
             url = f"http://127.0.0.1:{port}" if port else ""
             if spec.url_env:
@@ -261,7 +266,13 @@ class Stack:
             log = self.logs / f"{spec.name}.log"
             proc_env = {**app_env, **({spec.port_env: str(port)} if spec.port_env and port else {})}
             pid = start_detached(app_specs.argv_for(spec, port), log=log, env=proc_env)
-            services[spec.name] = {"managed": True, "url": url, "pid": pid, "port": port}
+            services[spec.name] = {
+                "managed": True,
+                "url": url,
+                "pid": pid,
+                "port": port,
+                "extra": {"code": code},
+            }
             started.append(spec.name)
             launched.append((spec, url, pid, log))
         t0 = time.monotonic()

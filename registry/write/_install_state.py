@@ -15,7 +15,7 @@ from schema.errors import ErrorCode
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 INSTALL_COLUMNS = """i.id, i.tenant_id, i.extension_id, i.version_id, i.status, i.granted_capabilities,
-    i.revision, i.config_version, i.secrets_version, i.rate_limit_rps, i.rate_limit_burst,
+    i.revision, i.config_version, i.secrets_version, i.rate_limit_rps, i.rate_limit_burst, i.debug_enabled,
     v.version, v.status AS version_status, v.manifest"""
 
 
@@ -67,6 +67,7 @@ def snapshot(row: asyncpg.Record | None) -> dict[str, Any] | None:
         "granted_capabilities": list(row["granted_capabilities"]),
         "rate_limit_rps": row["rate_limit_rps"],
         "rate_limit_burst": row["rate_limit_burst"],
+        "debug_enabled": row["debug_enabled"],
     }
 
 

@@ -3,7 +3,8 @@ install entity workflow and, in the database, by the install row lock.
 
 Each change bumps `installs.revision` and appends `install_history` with the workflow id; a retry of the
 same workflow's change finds that row and returns the recorded outcome instead of changing twice.
-No-ops (install of the installed version, enable of an active install) change nothing.
+No-ops (install of the installed version, enable of an active install, limits or the debug flag set to
+what they already are) change nothing.
 """
 
 from __future__ import annotations
@@ -195,6 +196,11 @@ async def _modify(
         if (row["rate_limit_rps"], row["rate_limit_burst"]) != (req.rate_limit_rps, req.rate_limit_burst):
             sets["rate_limit_rps"] = req.rate_limit_rps
             sets["rate_limit_burst"] = req.rate_limit_burst
+    elif op is Op.SET_DEBUG:
+        if not isinstance(req.debug_enabled, bool):
+            raise InvalidInput("set_debug needs debug_enabled (true or false)")
+        if row["debug_enabled"] != req.debug_enabled:
+            sets["debug_enabled"] = req.debug_enabled
     elif op is Op.SET_CONFIG:
         config = validate_config(req.config if req.config is not None else {}, row["manifest"])
         version = row["config_version"] + 1

@@ -35,6 +35,7 @@ class InstallOperation(StrEnum):
     SET_LIMITS = "set_limits"
     SET_CONFIG = "set_config"
     SET_SECRETS = "set_secrets"
+    SET_DEBUG = "set_debug"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +46,8 @@ class InstallRequest:
     Fields by operation: install/upgrade: `version` (required); rollback: `version` optional (default:
     the previous version in install_history); install: optional `config` and `secrets`; set_config:
     `config`; set_secrets: `secrets`; set_limits: `rate_limit_rps` and `rate_limit_burst` (None clears
-    to the gateway default).
+    to the gateway default); set_debug: `debug_enabled` (required; the operator flag that opens the
+    debug stream of an install whose manifest does not grant `cap:debug.logs`).
     """
 
     request_id: str
@@ -56,6 +58,7 @@ class InstallRequest:
     secrets: SealedSecrets | None = None
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
+    debug_enabled: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +127,7 @@ class ApplyInstallChangeInput:
     config: dict[str, Any] | None = None
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
+    debug_enabled: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

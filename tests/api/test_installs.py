@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
@@ -18,7 +19,7 @@ from core.codec import unseal_secrets
 from schema.payloads.install import InstallRequest
 from schema.payloads.secrets import SealedSecrets
 from schema.temporal import install_workflow_id
-from tests.api.conftest import ADMIN, signed_bundle, trust_via_api
+from tests.api.conftest import ADMIN, bearer, insert_token, new_token, signed_bundle, trust_via_api
 from tests.workflows.helpers import Signer, fixed_keyring, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.temporal]
@@ -137,6 +138,69 @@ async def _ok_list(resp: httpx.Response) -> list[dict[str, Any]]:
     assert resp.status_code == 200, resp.text
     body: list[dict[str, Any]] = resp.json()
     return body
+
+
+async def test_set_debug_flag(
+    api: httpx.AsyncClient, published: str, tenant: str, db_pool: asyncpg.Pool
+) -> None:
+    base = f"/v1/tenants/{tenant}/installs/{published}"
+    body = {"extension": published, "version": "1.0.0"}
+    await _ok(await api.post(f"/v1/tenants/{tenant}/installs", json=body, headers=ADMIN))
+    assert (await _ok(await api.get(base, headers=ADMIN)))["debug_enabled"] is False
+
+    # The scopes of /limits: installs:manage, on the token's own tenant.
+    reader, other, manager = new_token(), new_token(), new_token()
+    await insert_token(db_pool, reader, scopes=["ext:read", "ext:debug"], tenant_id=tenant)
+    await insert_token(db_pool, other, scopes=["installs:manage"], tenant_id=tenant + "-other")
+    manager_id = await insert_token(db_pool, manager, scopes=["installs:manage"], tenant_id=tenant)
+    resp = await api.put(f"{base}/debug", json={"enabled": True}, headers=bearer(reader))
+    assert (resp.status_code, resp.json()["error"]) == (403, "forbidden"), resp.text
+    resp = await api.put(f"{base}/debug", json={"enabled": True}, headers=bearer(other))
+    assert (resp.status_code, resp.json()["error"]) == (403, "tenant_mismatch"), resp.text
+    resp = await api.put(f"{base}/debug", json={"enabled": True})
+    assert resp.status_code == 401, resp.text
+
+    # Only a JSON boolean: no coercion of "true", 1 or null (validation errors are 400 in this API).
+    for bad in ({"enabled": "true"}, {"enabled": 1}, {"enabled": 0}, {"enabled": None}, {}):
+        resp = await api.put(f"{base}/debug", json=bad, headers=ADMIN)
+        assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request"), (bad, resp.text)
+        assert "enabled" in resp.json()["message"]
+
+    missing = await api.put(
+        f"/v1/tenants/{tenant}/installs/{unique_name()}/debug", json={"enabled": True}, headers=ADMIN
+    )
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found"), missing.text
+    resp = await api.put(
+        f"/v1/tenants/{tenant}-none/installs/{published}/debug", json={"enabled": True}, headers=ADMIN
+    )
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), resp.text
+
+    on = await _ok(await api.put(f"{base}/debug", json={"enabled": True}, headers=bearer(manager)))
+    assert (on["operation"], on["changed"], on["revision"], on["status"]) == ("set_debug", True, 2, "active")
+    assert on["workflow_id"].startswith(f"install/{tenant}/{published}/change/") and on["ui_url"]
+    status = await _ok(await api.get(base, headers=ADMIN))
+    assert (status["debug_enabled"], status["revision"]) == (True, 2)
+    assert [h["operation"] for h in status["history"]] == ["install", "set_debug"]
+    listed = await _ok_list(await api.get(f"/v1/installs?tenant={tenant}", headers=ADMIN))
+    assert [i["debug_enabled"] for i in listed] == [True]
+
+    again = await _ok(await api.put(f"{base}/debug", json={"enabled": True}, headers=ADMIN))
+    assert (again["changed"], again["revision"]) == (False, 2)
+    off = await _ok(await api.put(f"{base}/debug", json={"enabled": False}, headers=ADMIN))
+    assert (off["changed"], off["revision"]) == (True, 3)
+    assert (await _ok(await api.get(base, headers=ADMIN)))["debug_enabled"] is False
+
+    audit = await _ok_list(await api.get(f"/v1/audit?tenant={tenant}&extension={published}", headers=ADMIN))
+    debug_rows = [
+        (e["action"], e["actor"], e["after"]["debug_enabled"])
+        for e in sorted(audit, key=lambda e: e["id"])
+        if e["action"].startswith("set_debug")
+    ]
+    assert debug_rows == [
+        ("set_debug", f"token:{manager_id}", True),
+        ("set_debug_noop", "admin", True),
+        ("set_debug", "admin", False),
+    ]
 
 
 async def test_idempotency_key_returns_the_first_result(

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from cli.devstack import apps as app_specs
-from cli.devstack.procs import port_open
+from cli.devstack.procs import pid_alive, port_open
 from cli.devstack.stack import Stack, read_env_file
 from core.migrations import load_migrations
 
@@ -143,7 +143,9 @@ def test_up_reports_a_broken_service_in_one_line(tmp_stack_root: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: dev_stack_failed:") and "database" in lines[0]
 
 
-def test_dev_up_starts_extplane_services_healthy(tmp_stack_root: Path) -> None:
+def test_dev_up_starts_extplane_services_healthy(
+    tmp_stack_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """worker, runner, operator API and gateway come up with the stack and go down with it."""
     environ = _clean_env()
     environ["EXT_DATABASE_URL"] = (
@@ -161,6 +163,13 @@ def test_dev_up_starts_extplane_services_healthy(tmp_stack_root: Path) -> None:
     for key in ("EXT_RUNNER_URL", "EXT_API_URL", "EXT_GATEWAY_URL"):
         assert app_specs.healthy(info.env[key], "/healthz"), key
     assert stack.up().started_now == [], "a second up reuses the running services"
+    pids = {name: stack.status()[name]["pid"] for name in expected}
+    # Sources changed since the apps started: the next up replaces them instead of reusing them.
+    monkeypatch.setattr(app_specs, "code_fingerprint", lambda: "changed-sources")
+    assert set(stack.up().started_now) == expected
+    status = stack.status()
+    assert all(status[name]["healthy"] and status[name]["pid"] != pids[name] for name in expected), status
+    assert not any(pid_alive(pid) for pid in pids.values())
     stopped = stack.down()
     assert expected <= set(stopped)
     assert not any(app_specs.healthy(info.env[k], "/healthz") for k in ("EXT_RUNNER_URL", "EXT_API_URL"))

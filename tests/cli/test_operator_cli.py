@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -207,7 +208,9 @@ async def test_version_commands(extctl: Extctl, api_url: str, tmp_path: Path, te
 
 
 @pytest.mark.usefixtures("worker")
-async def test_config_secrets_limits_audit(extctl: Extctl, api_url: str, tmp_path: Path, tenant: str) -> None:
+async def test_config_secrets_limits_debug_audit(
+    extctl: Extctl, api_url: str, tmp_path: Path, tenant: str
+) -> None:
     name = unique_name()
     await _published_via_api(api_url, tmp_path, name, ["1.0.0"], install_in=tenant)
     cfg = (await extctl("--json", "config", "set", name, "--tenant", tenant, "a=1", "b=x")).json()
@@ -221,6 +224,20 @@ async def test_config_secrets_limits_audit(extctl: Extctl, api_url: str, tmp_pat
         7.0,
         9,
     )
+    assert status["debug_enabled"] is False
+
+    on = await extctl("debug", "enable", name, "--tenant", tenant)
+    assert f"{tenant}: {name} 1.0.0 active" in on.stdout and "debug flag on" in on.stdout
+    assert "(no change)" not in on.stdout
+    human = await extctl("status", name, "--tenant", tenant)
+    assert "debug flag       on" in human.stdout and "set_debug" in human.stdout
+    off = (await extctl("--json", "debug", "disable", name, "--tenant", tenant)).json()
+    assert (off["operation"], off["changed"], off["extension"]) == ("set_debug", True, name)
+    again = await extctl("debug", "disable", name, "--tenant", tenant)
+    assert "(no change)" in again.stdout and "debug flag off" in again.stdout
+    assert (await extctl("--json", "status", name, "--tenant", tenant)).json()["debug_enabled"] is False
+    res = await extctl("debug", "enable", unique_name(), "--tenant", tenant, ok=False)
+    assert res.code != 0 and res.stderr.startswith("error: not_found: "), res.stderr
 
     audit = (await extctl("--json", "audit", "--tenant", tenant, "--extension", name)).json()
     assert audit and all(e["ui_url"] and e["workflow_id"] for e in audit)
@@ -272,3 +289,63 @@ async def test_env_file_is_read_when_env_is_unset(api_url: str, tmp_path: Path) 
     assert res.json() == {"extensions": [], "installs": []}
     res = await Extctl(env=_env(), cwd=tmp_path)("ls", ok=False)
     assert res.code != 0 and "EXT_API_URL" in res.stderr
+
+
+async def test_executions_lists_a_tenants_calls(extctl: Extctl, db_pool: asyncpg.Pool) -> None:
+    t = f"t-{uuid.uuid4().hex[:10]}"
+    ids = []
+    for n, (ext, fuel, principal, operator) in enumerate(
+        [
+            ("com.acme.x", 111, "token:aaaa", False),
+            ("com.acme.y", None, "admin", True),
+            ("com.acme.x", 333, "token:aaaa", False),
+        ]
+    ):
+        ids.append(
+            await db_pool.fetchval(
+                """INSERT INTO execution_log (request_id, tenant_id, extension_name, version, method,
+                                              endpoint, status, outcome, duration_ms, principal, operator,
+                                              fuel_consumed, at)
+                   VALUES ($1, $2, $3, '1.0.0', 'GET', '/items/:id', 200, 'ok', 2.5, $4, $5, $6,
+                           now() - make_interval(secs => $7))
+                   RETURNING id""",
+                uuid.uuid4().hex,
+                t,
+                ext,
+                principal,
+                operator,
+                fuel,
+                10 - n,
+            )
+        )
+    await db_pool.execute(
+        """INSERT INTO execution_log (request_id, tenant_id, extension_name, method, status, outcome,
+                                      duration_ms)
+           VALUES ('other', 'someone-else', 'com.acme.x', 'GET', 404, 'policy_denied', 1)"""
+    )
+
+    async def run(*args: str) -> Result:
+        return await extctl(*args, ok=False)
+
+    listed = await run("--json", "executions", "--tenant", t)
+    assert listed.code == 0, listed.stderr
+    assert [r["id"] for r in listed.json()] == ids[::-1]
+    assert [r["fuel_consumed"] for r in listed.json()] == [333, None, 111]
+
+    page = await run(
+        "--json", "executions", "--tenant", t, "--extension", "com.acme.x", "--before", str(ids[2])
+    )
+    assert page.code == 0, page.stderr
+    assert [r["id"] for r in page.json()] == [ids[0]]
+
+    human = await run("executions", "--tenant", t, "--limit", "2")
+    assert human.code == 0, human.stderr
+    header, first, second = human.stdout.splitlines()
+    assert header.split() == ["ID", "AT", "PRINCIPAL", "CALL", "STATUS", "OUTCOME", "MS", "FUEL", "VERSION"]
+    assert first.startswith(str(ids[2])) and "GET com.acme.x/items/:id" in first and " 333 " in first
+    assert second.startswith(str(ids[1])) and "admin (operator)" in second and "someone" not in human.stdout
+
+    bad = await run("executions", "--tenant", t, "--limit", "0")
+    assert bad.code != 0
+    empty = await run("executions", "--tenant", "t-nobody")
+    assert (empty.code, empty.stdout.strip()) == (0, "no executions")

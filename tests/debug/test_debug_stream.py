@@ -4,19 +4,30 @@ expiry and its audit row, and the operator listing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from temporalio.service import RPCError
 
 from api.operator.app import create_app as create_operator_app
+from api.operator.settings import OperatorSettings
+from bundles.blobstore import FilesystemBlobStore
+from core.codec import data_converter
+from core.db import create_pool
 from core.settings import ApiSettings
+from core.temporal import connect_temporal
+from schema.temporal import compile_task_queue_for
 from tests.debug.conftest import (
     ADMIN_TOKEN,
     SseEvent,
@@ -24,8 +35,11 @@ from tests.debug.conftest import (
     Stack,
     bearer,
     eventually,
+    limiter_redis_url,
     start_gateway,
 )
+from tests.workflows.helpers import fixed_keyring
+from workflows.worker import build_workers, running_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -67,6 +81,62 @@ async def status_of(
         async with client.stream("GET", STREAM, params=params, headers=hdrs) as resp:
             await resp.aread() if resp.status_code != 200 else None
             return resp
+
+
+@pytest.fixture
+async def operator_api(
+    stack: Stack, temporal_address: str, task_queue: str, worker_id_num: int, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The operator API over the stack's registry, with an in-process control worker on this test's
+    queue: install changes run through the install entity workflow, as in production. Invalidations go
+    to the Redis the stack's gateway listens on."""
+    keyring = fixed_keyring(1)
+    client = await connect_temporal(temporal_address, data_converter=data_converter(keyring))
+    pool = await create_pool(stack.db_url, min_size=1, max_size=4)
+    redis = aioredis.Redis.from_url(limiter_redis_url(worker_id_num))
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="debug-test-compile")
+    workers = build_workers(
+        client,
+        control_task_queue=task_queue,
+        compile_task_queue=compile_task_queue_for(task_queue),
+        queues=("control",),
+        pool=pool,
+        store=FilesystemBlobStore(tmp_path / "blobs"),
+        redis=redis,
+        keyring=keyring,
+        compile_executor=executor,
+    )
+    settings = OperatorSettings(
+        env="test",
+        database_url=stack.db_url,
+        admin_token=ADMIN_TOKEN,
+        temporal_address=temporal_address,
+        control_task_queue=task_queue,
+        master_keys=",".join(f"{v}:{base64.b64encode(k).decode()}" for v, k in keyring.keys.items()),
+        wait_seconds=45.0,
+    )
+    app = create_operator_app(settings)
+    try:
+        async with (
+            running_workers(workers),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://op", timeout=60
+            ) as api,
+        ):
+            yield api
+            # The install entity workflows are long-lived: end them with the test.
+            async for wf in client.list_workflows(
+                f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+            ):
+                try:
+                    await client.get_workflow_handle(wf.id).terminate("test finished")
+                except RPCError:
+                    pass
+    finally:
+        await app.state.resources.aclose()
+        executor.shutdown(wait=True)
+        await redis.aclose()
+        await pool.close()
 
 
 async def test_events_of_a_call_arrive_with_full_context(stack: Stack) -> None:
@@ -160,7 +230,8 @@ async def test_another_tenants_events_are_never_delivered(stack: Stack) -> None:
         assert all(e.data["tenant"] == b for e in seen)
 
 
-async def test_scope_and_capability_gates(stack: Stack) -> None:
+@pytest.mark.temporal
+async def test_scope_and_capability_gates(stack: Stack, operator_api: httpx.AsyncClient) -> None:
     tenant, ext = names()
     plain = f"com.debug.plain{uuid.uuid4().hex[:6]}"
     await stack.install(tenant, ext)
@@ -186,19 +257,18 @@ async def test_scope_and_capability_gates(stack: Stack) -> None:
         resp = await client.post(STREAM, params={"extension": plain}, headers=bearer(debug), json={})
         assert resp.status_code == 403
 
-    # The operator flag installs.debug_enabled opens an install whose manifest did not ask.
-    conn = await asyncpg.connect(stack.db_url)
-    try:
-        await conn.execute(
-            """UPDATE installs SET debug_enabled = true
-               WHERE tenant_id = $1 AND extension_id = (SELECT id FROM extensions WHERE name = $2)""",
-            tenant,
-            plain,
-        )
-    finally:
-        await conn.close()
+    # The operator flag installs.debug_enabled opens an install whose manifest did not ask. It is set as
+    # an operator sets it (`extctl debug enable`): operator API → install workflow → registry.
+    flag = f"/v1/tenants/{tenant}/installs/{plain}/debug"
+    resp = await operator_api.put(flag, json={"enabled": True}, headers=bearer(ADMIN_TOKEN))
+    assert resp.status_code == 200 and resp.json()["changed"] is True, resp.text
     async with sse(url, debug, {"extension": plain, "tail": 0}):
         pass
+    # The gate reads the registry at every session start, so clearing the flag closes it at once.
+    resp = await operator_api.put(flag, json={"enabled": False}, headers=bearer(ADMIN_TOKEN))
+    assert resp.status_code == 200 and resp.json()["changed"] is True, resp.text
+    resp = await status_of(url, debug, {"extension": plain})
+    assert (resp.status_code, resp.json()["error"]) == (403, "forbidden")
 
 
 async def test_tail_replay_count_and_request_filter(stack: Stack) -> None:

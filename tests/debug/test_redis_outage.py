@@ -69,8 +69,12 @@ async def test_redis_killed_mid_stream_then_restarted(
             assert (await stack.call(token, ext, "/chatty?tag=after")).status_code == 200
             await reader.until(lambda e: e.data.get("message") == "log after", keep=seen)
             messages = [e.data.get("message", "") for e in seen if e.event == "message"]
-            # The runner's buffered events were published on reconnect and streamed in order.
-            assert [m for m in messages if m.startswith("log ")] == [
+            # The runner's buffered events were published on reconnect and streamed in order. Delivery
+            # is at least once: a batch whose reply the kill cut off ("log before", already shown) is
+            # sent again, so it may lead; nothing may be lost or reordered.
+            logs = [m for m in messages if m.startswith("log ")]
+            assert logs[: logs.count("log before")] == ["log before"] * logs.count("log before")
+            assert [m for m in logs if m != "log before"] == [
                 "log during0",
                 "log during1",
                 "log during2",

@@ -143,6 +143,9 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("ui-missing-with-ui-proxy", _drop("ui"), "ui", "cap:ui.proxy"),
     ("egress-with-scheme", _set(("egress", 0), "https://api.example.com"), "egress[0]", "without scheme"),
     ("egress-with-port", _set(("egress", 1), "api.example.org:443"), "egress[1]", "port"),
+    ("egress-ipv4-literal", _set(("egress", 0), "169.254.169.254"), "egress[0]", "not an IP address"),
+    ("egress-ipv4-wildcard", _set(("egress", 0), "*.10.0.0.1"), "egress[0]", "not an IP address"),
+    ("egress-ipv6-literal", _set(("egress", 0), "[::1]"), "egress[0]", "not an IP address"),
     ("egress-twice", _set(("egress",), ["a.example.com", "a.example.com"]), "egress", "twice"),
     (
         "egress-without-http-cap",

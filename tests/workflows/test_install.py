@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bundles.blobstore import FilesystemBlobStore
-from registry import read
+from registry import read, read_debug
 from schema.payloads.install import InstallOperation as Op
 from schema.payloads.install import InstallState
 from schema.temporal import INSTALL_STATE_QUERY, install_workflow_id
@@ -108,17 +108,22 @@ async def test_lifecycle_bumps_revision_records_history_and_invalidates(
         assert (r.revision, r.status) == (5, "active")
         r = await installs.apply(name, Op.SET_LIMITS, rate_limit_rps=5.0, rate_limit_burst=10)
         assert r.revision == 6
+        r = await installs.apply(name, Op.SET_DEBUG, debug_enabled=True)
+        assert (r.revision, r.changed) == (7, True)
+        r = await installs.apply(name, Op.SET_DEBUG, debug_enabled=True)
+        assert (r.revision, r.changed) == (7, False)  # already on: no revision, no history row
         r = await installs.apply(name, Op.SET_CONFIG, config={"greeting": "yo"})
-        assert (r.revision, r.config_version) == (7, 2)
+        assert (r.revision, r.config_version) == (8, 2)
         err = await installs.failure(name, Op.SET_CONFIG, config={"greeting": 5})
         assert err.type == "invalid_config"
         got = await read.resolve_install(db_pool, t, name)
         assert got is not None
-        assert (got.rate_limit_rps, got.rate_limit_burst, got.config, got.revision) == (
+        assert (got.rate_limit_rps, got.rate_limit_burst, got.debug_enabled, got.config, got.revision) == (
             5.0,
             10,
+            True,
             {"greeting": "yo"},
-            7,
+            8,
         )
         assert await history(db_pool, t, name) == [
             ("install", None, "1.0.0"),
@@ -127,16 +132,17 @@ async def test_lifecycle_bumps_revision_records_history_and_invalidates(
             ("disable", "1.0.0", "1.0.0"),
             ("enable", "1.0.0", "1.0.0"),
             ("set_limits", "1.0.0", "1.0.0"),
+            ("set_debug", "1.0.0", "1.0.0"),
             ("set_config", "1.0.0", "1.0.0"),
         ]
 
         r = await installs.apply(name, Op.UNINSTALL)
-        assert (r.revision, r.status, r.changed) == (8, "uninstalled", True)
+        assert (r.revision, r.status, r.changed) == (9, "uninstalled", True)
         assert await read.resolve_install(db_pool, t, name) is None
         assert await db_pool.fetchval("SELECT count(*) FROM install_config") == 0
 
-        messages = await inv.wait(t, 8)
-    assert [m["revision"] for m in messages] == [1, 2, 3, 4, 5, 6, 7, 8]
+        messages = await inv.wait(t, 9)
+    assert [m["revision"] for m in messages] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert {m["extension"] for m in messages} == {name}
     assert len({m["install_id"] for m in messages}) == 1
     actions = await db_pool.fetch("SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY id", t)
@@ -147,6 +153,8 @@ async def test_lifecycle_bumps_revision_records_history_and_invalidates(
         "disable",
         "enable",
         "set_limits",
+        "set_debug",
+        "set_debug_noop",
         "set_config",
         "set_config_rejected",
         "uninstall",
@@ -159,6 +167,78 @@ async def test_lifecycle_bumps_revision_records_history_and_invalidates(
 
     ids = await eventually(listed, what="upgrade change listed by search attributes")
     assert len(ids) == 1 and ids[0].startswith(f"install/{t}/{name}/change/")
+
+
+async def test_set_debug_flips_the_operator_flag_audited_and_invalidated(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    redis_client: aioredis.Redis,
+) -> None:
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0")
+    t = installs.tenant
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+    gate = await read_debug.debug_install(db_pool, t, name)
+    assert gate is not None and (gate.debug_enabled, gate.debuggable) == (False, False)
+
+    async with Invalidations(redis_client) as inv:
+        on = await installs.apply(name, Op.SET_DEBUG, debug_enabled=True, actor="ops")
+        assert (on.operation, on.revision, on.changed, on.status) == (Op.SET_DEBUG, 2, True, "active")
+        gate = await read_debug.debug_install(db_pool, t, name)
+        assert gate is not None and (gate.debug_enabled, gate.debuggable) == (True, True)
+        again = await installs.apply(name, Op.SET_DEBUG, debug_enabled=True, actor="ops")
+        assert (again.revision, again.changed) == (2, False)
+        off = await installs.apply(name, Op.SET_DEBUG, debug_enabled=False, actor="ops")
+        assert (off.revision, off.changed) == (3, True)
+        # The first two messages after the install: the no-op between them published nothing.
+        messages = await inv.wait(t, 2)
+    assert [m["revision"] for m in messages] == [2, 3]
+    gate = await read_debug.debug_install(db_pool, t, name)
+    assert gate is not None and (gate.debug_enabled, gate.debuggable) == (False, False)
+    assert await history(db_pool, t, name) == [
+        ("install", None, "1.0.0"),
+        ("set_debug", "1.0.0", "1.0.0"),
+        ("set_debug", "1.0.0", "1.0.0"),
+    ]
+    rows = await db_pool.fetch(
+        """SELECT action, actor, before, after, workflow_id FROM audit_events
+           WHERE tenant_id = $1 AND action LIKE 'set_debug%' ORDER BY id""",
+        t,
+    )
+    assert [(r["action"], r["actor"]) for r in rows] == [
+        ("set_debug", "ops"),
+        ("set_debug_noop", "ops"),
+        ("set_debug", "ops"),
+    ]
+    assert (rows[0]["before"]["debug_enabled"], rows[0]["after"]["debug_enabled"]) == (False, True)
+    assert rows[1]["before"] is None and rows[1]["after"]["debug_enabled"] is True
+    assert (rows[2]["before"]["debug_enabled"], rows[2]["after"]["debug_enabled"]) == (True, False)
+    assert [r["workflow_id"] for r in rows] == [on.workflow_id, again.workflow_id, off.workflow_id]
+
+    # Malformed requests are refused by the entity's validator, before anything enters history.
+    handle = client.get_workflow_handle(install_workflow_id(t, name))
+    accepted = await accepted_updates(handle)
+    missing = await installs.failure(name, Op.SET_DEBUG)
+    assert (missing.type, missing.message) == (
+        "invalid_request",
+        "set_debug needs debug_enabled (true or false)",
+    )
+    stray = await installs.failure(name, Op.SET_LIMITS, rate_limit_rps=1.0, debug_enabled=True)
+    assert (stray.type, stray.message) == ("invalid_request", "set_limits does not take debug_enabled")
+    stray = await installs.failure(name, Op.ENABLE, debug_enabled=False)
+    assert (stray.type, stray.message) == ("invalid_request", "enable does not take debug_enabled")
+    limits = await installs.failure(name, Op.SET_DEBUG, debug_enabled=True, rate_limit_rps=1.0)
+    assert (limits.type, limits.message) == ("invalid_request", "set_debug does not take rate limits")
+    assert await accepted_updates(handle) == accepted
+    # Not installed: the change is accepted, then refused by the registry.
+    assert (await installs.failure(unique_name(), Op.SET_DEBUG, debug_enabled=True)).type == "not_found"
+    got = await read.resolve_install(db_pool, t, name)
+    assert got is not None and (got.revision, got.debug_enabled) == (3, False)
 
 
 async def test_same_request_twice_is_one_change(

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import Client
 
 from api.auth import Principal, PrincipalDep
@@ -62,6 +62,11 @@ class LimitsBody(BaseModel):
     burst: int | None = Field(default=None, gt=0)
 
 
+class DebugBody(BaseModel):
+    # Strict: "false" or 0 must not be coerced into a decision about opening a tenant's debug stream.
+    enabled: StrictBool
+
+
 class ChangeOut(BaseModel):
     request_id: str
     operation: str
@@ -104,6 +109,7 @@ class InstallOut(BaseModel):
     secrets_version: int
     rate_limit_rps: float | None
     rate_limit_burst: int | None
+    debug_enabled: bool
     workflow_id: str
     ui_url: str
     history: list[HistoryOut] | None = None
@@ -293,6 +299,22 @@ async def set_limits(
         rate_limit_rps=body.rps,
         rate_limit_burst=body.burst,
     )
+    return await _change(principal, client, resources, tenant, name, req)
+
+
+@router.put("/tenants/{tenant}/installs/{name}/debug", response_model=ChangeOut)
+async def set_debug(
+    tenant: str,
+    name: str,
+    body: DebugBody,
+    principal: PrincipalDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ChangeOut:
+    """The operator flag that opens the install's debug stream although its manifest does not grant
+    `cap:debug.logs` (the caller still needs a token with `ext:debug`)."""
+    req = _req(principal, idempotency_key, InstallOperation.SET_DEBUG, debug_enabled=body.enabled)
     return await _change(principal, client, resources, tenant, name, req)
 
 
