@@ -28,10 +28,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from core.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, InvalidInput, Unauthorized
 from registry.read_operator import TokenRecord, token_by_hash
 from schema.errors import ErrorCode
 from schema.payloads.tokens import SCOPES
+from schema.tenants import TENANT_RULE, valid_tenant
 
 ADMIN = "admin"
 ALL_SCOPES = frozenset(SCOPES)
@@ -64,7 +65,10 @@ class Principal:
             raise Forbidden(f"this token lacks the scope {' or '.join(any_of)}")
 
     def require_tenant(self, tenant_id: str | None) -> None:
-        """Raise 403 tenant_mismatch when a tenant token acts on another tenant (or on none)."""
+        """Raise 403 tenant_mismatch when a tenant token acts on another tenant (or on none), and 400 for a
+        tenant id no tenant can have (every tenant-scoped route passes through here first)."""
+        if tenant_id is not None and not valid_tenant(tenant_id):
+            raise InvalidInput(f"tenant id must be {TENANT_RULE}")
         if self.tenant_id is not None and tenant_id != self.tenant_id:
             raise Forbidden(
                 f"this token belongs to tenant {self.tenant_id!r}", code=ErrorCode.TENANT_MISMATCH

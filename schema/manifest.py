@@ -18,6 +18,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schema.capabilities import ALL_CAPABILITIES, Capability
+from schema.jsontext import dotted, unstorable
 
 NAME_RE = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"
 PUBLISHER_RE = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -283,6 +284,9 @@ def parse_manifest(data: Any) -> Manifest:
     """Validate decoded manifest JSON. Raises ManifestError naming each bad field."""
     if not isinstance(data, dict):
         raise ManifestError([ManifestIssue(path="", message="manifest must be a JSON object")])
+    unfit = unstorable(data)
+    if unfit is not None:
+        raise ManifestError([ManifestIssue(path=dotted(unfit[0]), message=unfit[1])])
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:

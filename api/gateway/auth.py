@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from api.auth import ADMIN, Principal, TokenAuthenticator
 from api.gateway.errors import Forbidden, Unauthorized
 from schema.errors import ErrorCode
+from schema.tenants import valid_tenant
 
 TENANT_HEADERS = (b"x-tenant-id", b"x-extplane-tenant")
 MAX_TOKEN_CHARS = 512
-MAX_TENANT_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,6 @@ class GatewayAuth:
         if len(claimed) > 1:
             raise Forbidden("conflicting tenant headers", code=ErrorCode.TENANT_MISMATCH)
         tenant = next(iter(claimed), "")
-        if not tenant or len(tenant) > MAX_TENANT_CHARS:
-            raise Forbidden("a global admin token must name the tenant in x-extplane-tenant")
+        if not valid_tenant(tenant):
+            raise Forbidden("a global admin token must name a valid tenant id in x-extplane-tenant")
         return Caller(principal, tenant, operator=True)

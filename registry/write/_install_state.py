@@ -10,6 +10,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from core.errors import InvalidInput, NotFound
 from schema.errors import ErrorCode
+from schema.jsontext import json_path, unstorable
 
 # A connection from `pool.acquire()` or `asyncpg.connect`.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -123,6 +124,15 @@ def validate_config(config: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     """Check a config against the version's `config_schema` (when it declares one)."""
     if not isinstance(config, dict):
         raise InvalidInput("config must be a JSON object", code=ErrorCode.INVALID_CONFIG)
+    unfit = unstorable(config)
+    if unfit is not None:
+        # Before jsonschema and Postgres: jsonb would refuse it on every retry of this activity.
+        path, problem = json_path(unfit[0]), unfit[1]
+        raise InvalidInput(
+            f"config {path} {problem}",
+            code=ErrorCode.INVALID_CONFIG,
+            details={"issues": [{"path": path, "message": problem}]},
+        )
     schema = manifest.get("config_schema")
     if schema:
         validator = jsonschema.Draft202012Validator(schema)

@@ -269,3 +269,39 @@ async def test_secrets_enter_temporal_sealed(
     assert request.secrets.key_names == ["api_key"]
     assert SECRET_VALUE not in repr(request)
     assert unseal_secrets(fixed_keyring(1), request.secrets) == {"api_key": SECRET_VALUE}
+
+
+async def test_values_postgres_cannot_store_are_refused_before_any_workflow(
+    api: httpx.AsyncClient, published: str, tenant: str
+) -> None:
+    """NUL, lone surrogates (both reachable through JSON escapes) and NaN used to be accepted, then failed
+    the registry write on every retry while the caller waited on a wedged install."""
+    base = f"/v1/tenants/{tenant}/installs/{published}"
+    await _ok(
+        await api.post(
+            f"/v1/tenants/{tenant}/installs", json={"extension": published, "version": "1.0.0"}, headers=ADMIN
+        )
+    )
+    json_headers = {**ADMIN, "content-type": "application/json"}
+    cases = [
+        (b'{"config": {"greeting": "a\\u0000b"}}', "$.greeting", "NUL"),
+        (b'{"config": {"list": [1, "\\ud800"]}}', "$.list[1]", "lone surrogate"),
+        (b'{"config": {"n": NaN}}', "$.n", "finite"),
+        (b'{"config": {"k\\u0000": "v"}}', "$", "a key contains a NUL"),
+    ]
+    for raw, path, fragment in cases:
+        resp = await api.put(f"{base}/config", content=raw, headers=json_headers)
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert body["error"] == "invalid_config" and fragment in body["message"], body
+        assert body["details"]["issues"][0]["path"] == path
+    first = b'{"extension": "%s", "version": "1.0.0", "config": {"g": "\\u0000"}}' % published.encode()
+    resp = await api.post(f"/v1/tenants/{tenant}-2/installs", content=first, headers=json_headers)
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_config")
+    resp = await api.put(f"{base}/secrets", content=b'{"secrets": {"a\\u0000": "x"}}', headers=json_headers)
+    assert resp.status_code == 400 and "secret name contains a NUL" in resp.json()["message"], resp.text
+    # Nothing was changed or left running: the install is still at its first config and answers changes.
+    status = await _ok(await api.get(base, headers=ADMIN))
+    assert (status["config_version"], status["config"]) == (0, {})
+    cfg = await _ok(await api.put(f"{base}/config", json={"config": {"greeting": "ok"}}, headers=ADMIN))
+    assert cfg["config_version"] == 1

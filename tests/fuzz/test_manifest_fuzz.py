@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -189,6 +190,22 @@ def test_regressions_found_by_fuzzing() -> None:
         nested = [nested]
     assert check({**VALID, "capabilities": nested}) is None  # str() of a deep list in a validator
     assert check_bytes(b'{"limits": {"timeout_ms": 1' + b"0" * 5000 + b"}}") is None  # int digit limit
+    # JSON escapes that decode to text Postgres cannot store: refused with the field, never echoed.
+    for escaped, found in ((rb"\ud800", "lone surrogate"), (rb"\u0000", "NUL")):
+        schema = b'{"type": "object", "properties": {"g": {"type": "string", "title": "x' + escaped + b'"}}}'
+        raw = json.dumps({**VALID, "config_schema": None}).encode().replace(b"null", schema)
+        with pytest.raises(ManifestError) as caught:
+            parse_manifest_bytes(raw)
+        assert caught.value.issues[0].path == "config_schema.properties.g.title"
+        assert found in caught.value.issues[0].message
+        key = (
+            json.dumps({**VALID, "config_schema": None})
+            .encode()
+            .replace(b"null", b'{"x' + escaped + b'": 1}')
+        )
+        with pytest.raises(ManifestError) as caught:
+            parse_manifest_bytes(key)
+        assert caught.value.issues[0].path == "config_schema" and "a key" in caught.value.issues[0].message
 
 
 @scaled(200)

@@ -162,6 +162,10 @@ async def test_global_admin_token_impersonates_only_with_a_named_tenant(
     resp = await gateway.call("GET", url, ADMIN_TOKEN, headers={"x-extplane-tenant": a})
     assert resp.status_code == 200, resp.text
     assert_error(await gateway.call("GET", url, ADMIN_TOKEN), 403, "forbidden")
+    for invalid in ("a b", "x:y", "-x", "t" * 129):  # outside schema.tenants' alphabet: no such tenant
+        resp = await gateway.call("GET", url, ADMIN_TOKEN, headers={"x-extplane-tenant": invalid})
+        assert_error(resp, 403, "forbidden")
+        assert "valid tenant id" in resp.json()["message"]
     assert_error(
         await gateway.call("GET", url, ADMIN_TOKEN, headers={"x-extplane-tenant": a, "x-tenant-id": "other"}),
         403,

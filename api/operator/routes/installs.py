@@ -23,6 +23,8 @@ from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
 from core.codec import seal_secrets
 from core.errors import InvalidInput, NotFound, Unavailable
 from registry import read
+from schema.errors import ErrorCode
+from schema.jsontext import json_path, unstorable
 from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
 from schema.payloads.secrets import SealedSecrets
 from schema.temporal import install_workflow_id
@@ -151,6 +153,28 @@ def _seal(resources: Resources, secrets: dict[str, str]) -> SealedSecrets:
     return seal_secrets(resources.keyring, secrets)
 
 
+def _checked_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse what Postgres cannot store here (400 invalid_config), not after a workflow started: the
+    registry write would refuse it too, but only once the caller is already waiting on the change."""
+    unfit = unstorable(config) if config is not None else None
+    if unfit is not None:
+        path, problem = json_path(unfit[0]), unfit[1]
+        raise InvalidInput(
+            f"config {path} {problem}",
+            code=ErrorCode.INVALID_CONFIG,
+            details={"issues": [{"path": path, "message": problem}]},
+        )
+    return config
+
+
+def _checked_secret_names(secrets: dict[str, str]) -> dict[str, str]:
+    # Names are stored in clear (secret_keys); values are sealed, so any text is fine there.
+    unfit = unstorable(list(secrets))
+    if unfit is not None:
+        raise InvalidInput(f"a secret name {unfit[1]}")
+    return secrets
+
+
 def _req(principal: Principal, key: str | None, operation: InstallOperation, **kw: Any) -> InstallRequest:
     return InstallRequest(request_id=_request_id(key), operation=operation, actor=principal.actor, **kw)
 
@@ -167,13 +191,13 @@ async def install(
     """Install `extension@version` (a no-op when already at that version)."""
     principal.require("installs:manage")
     principal.require_tenant(tenant)
-    sealed = _seal(resources, body.secrets) if body.secrets else None
+    sealed = _seal(resources, _checked_secret_names(body.secrets)) if body.secrets else None
     req = _req(
         principal,
         idempotency_key,
         InstallOperation.INSTALL,
         version=body.version,
-        config=body.config,
+        config=_checked_config(body.config),
         secrets=sealed,
     )
     return await _change(principal, client, resources, tenant, body.extension, req)
@@ -258,7 +282,7 @@ async def set_config(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """Replace the install's config (validated against the version's config_schema)."""
-    req = _req(principal, idempotency_key, InstallOperation.SET_CONFIG, config=body.config)
+    req = _req(principal, idempotency_key, InstallOperation.SET_CONFIG, config=_checked_config(body.config))
     return await _change(principal, client, resources, tenant, name, req)
 
 
@@ -276,7 +300,10 @@ async def set_secrets(
     principal.require("installs:manage")
     principal.require_tenant(tenant)
     req = _req(
-        principal, idempotency_key, InstallOperation.SET_SECRETS, secrets=_seal(resources, body.secrets)
+        principal,
+        idempotency_key,
+        InstallOperation.SET_SECRETS,
+        secrets=_seal(resources, _checked_secret_names(body.secrets)),
     )
     return await _change(principal, client, resources, tenant, name, req)
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from api.auth import PrincipalDep, token_hash
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
+from api.operator.fields import StorableText
 from core.errors import InvalidInput
 from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW, SCOPES, CreateTokenInput, CreateTokenResult
 from schema.temporal import token_workflow_id
@@ -32,7 +33,7 @@ TOKEN_PREFIX = "ext_"
 class TokenBody(BaseModel):
     tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1)
-    name: str = Field(default="", max_length=200)
+    name: StorableText = Field(default="", max_length=200)
     expires_at: datetime | None = None
     expires_in_seconds: int | None = Field(default=None, gt=0)
 

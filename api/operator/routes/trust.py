@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from api.auth import Principal, PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep, TemporalDep
+from api.operator.fields import StorableText
 from core.errors import InvalidInput
 from registry import read
 from schema.payloads.common import VersionRef
@@ -34,8 +35,8 @@ router = APIRouter(tags=["trust"])
 
 
 class AddKeyBody(BaseModel):
-    publisher: str = Field(min_length=1, max_length=200)
-    public_key_pem: str = Field(min_length=1, max_length=4096)
+    publisher: StorableText = Field(min_length=1, max_length=200)
+    public_key_pem: StorableText = Field(min_length=1, max_length=4096)
     expires_at: datetime | None = None
 
 
@@ -48,7 +49,7 @@ class AddKeyOut(BaseModel):
 
 
 class RevokeBody(BaseModel):
-    reason: str = Field(default="", max_length=1000)
+    reason: StorableText = Field(default="", max_length=1000)
 
 
 class RevokeOut(BaseModel):
