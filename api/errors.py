@@ -62,6 +62,7 @@ CODE_STATUS: dict[str, int] = {
     ErrorCode.VERSION_NOT_INSTALLABLE: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.CONTROL_PLANE_UNAVAILABLE: 503,
+    ErrorCode.REGISTRY_UNAVAILABLE: 503,
 }
 
 

@@ -24,6 +24,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("bundle", "bundle"),
     ("demo", None),
     ("trust", "trust"),
+    ("master_key", "master-key"),
     ("publish", None),
     ("installs", None),
     ("config", "config"),

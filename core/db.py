@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from core.errors import Unavailable
+from schema.errors import ErrorCode
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -39,10 +40,11 @@ async def connect(dsn: str) -> asyncpg.Connection:
 _TRANSIENT = (
     OSError,
     ConnectionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # connection lost or refused mid-protocol
+    asyncpg.exceptions.OperatorInterventionError,  # starting up, shutting down (admin/crash shutdown)
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InterfaceError,  # e.g. the pool was closed under us
 )
 
 
@@ -52,4 +54,6 @@ async def map_db_errors() -> AsyncIterator[None]:
     try:
         yield
     except _TRANSIENT as exc:
-        raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise Unavailable(
+            f"registry database unavailable: {type(exc).__name__}", code=ErrorCode.REGISTRY_UNAVAILABLE
+        ) from exc

@@ -49,5 +49,7 @@ class ErrorCode(StrEnum):
     RESPONSE_TOO_LARGE = "response_too_large"
     # control plane
     CONTROL_PLANE_UNAVAILABLE = "control_plane_unavailable"
+    # Postgres cannot be reached (a registry read on a cache miss, or any control-plane write): 503.
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
     WORKFLOW_FAILED = "workflow_failed"
     INTERNAL = "internal"

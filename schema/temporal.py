@@ -79,6 +79,15 @@ INSTALL_STATE_QUERY = "state"
 ROTATION_SCHEDULE_ID = "rotate-master-key"
 
 
+def manual_rotation_workflow_id(control_task_queue: str) -> str:
+    """`rotate-master-key/manual` for the deployment's control queue (scheduled runs are
+    `rotate-master-key/scheduled-...`). Another control queue in the same namespace is another control
+    plane (its own registry and keyring), so its rotation must not attach to this one's: the queue then
+    joins the id."""
+    base = f"{ROTATION_SCHEDULE_ID}/manual"
+    return base if control_task_queue == CONTROL_TASK_QUEUE else f"{base}/{control_task_queue}"
+
+
 def compile_task_queue_for(control_task_queue: str) -> str:
     """The compile queue paired with a control queue (tests run both under a uuid prefix)."""
     if control_task_queue == CONTROL_TASK_QUEUE:

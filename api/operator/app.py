@@ -19,6 +19,7 @@ from api.operator.routes import (
     extensions,
     health,
     installs,
+    master_key,
     operations,
     tokens,
     trust,
@@ -26,7 +27,18 @@ from api.operator.routes import (
 from api.operator.settings import OperatorSettings
 from core.settings import ApiSettings
 
-V1_ROUTERS = (bundles, extensions, installs, trust, tokens, audit, operations, debug_sessions, executions)
+V1_ROUTERS = (
+    bundles,
+    extensions,
+    installs,
+    trust,
+    master_key,
+    tokens,
+    audit,
+    operations,
+    debug_sessions,
+    executions,
+)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

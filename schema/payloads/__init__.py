@@ -13,5 +13,5 @@ start and update every workflow by name with only `schema` imported.
                    RevokeKeyWorkflow ("RevokeKey")           revoke_key_workflow_id(key_id)
     install        InstallWorkflow ("Install", entity)       install_workflow_id(tenant, extension)
                    InstallChangeWorkflow (child per change)  install_change_workflow_id(...)
-    rotation       RotateMasterKeyWorkflow                   rotate_master_key_workflow_id(version)
+    rotation       RotateMasterKeyWorkflow                   manual_rotation_workflow_id(queue) / schedule
 """

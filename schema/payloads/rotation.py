@@ -1,7 +1,8 @@
 """Master key rotation: re-wrap every install data key with the newest master key.
 
 Start `WorkflowType.ROTATE_MASTER_KEY` with `RotateMasterKeyInput` on CONTROL_TASK_QUEUE, id
-`rotate_master_key_workflow_id(version)` (or let the Schedule `ROTATION_SCHEDULE_ID` start it).
+`manual_rotation_workflow_id(queue)` (`POST /v1/master-key/rotate`), or let the Schedule
+`ROTATION_SCHEDULE_ID` start it.
 Secret ciphertexts are not touched: only the wrapping of their data keys changes.
 """
 

@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 from api.operator.app import create_app
 from api.operator.settings import OperatorSettings
 from bundles.signing import private_key_to_pem
+from schema.temporal import manual_rotation_workflow_id
 
 # data_dir, keyring, settings, temporal_client, worker: the operator-API fixtures shared with tests/api.
 from tests.api.conftest import (  # noqa: F401
@@ -38,7 +39,14 @@ from tests.api.conftest import (  # noqa: F401
     trust_via_api,
     worker,
 )
-from tests.workflows.helpers import Signer, unique_name
+from tests.api.test_master_key import (
+    ROTATED,
+    data_key_versions,
+    end_workflows,
+    install_with_secrets,
+    keyring_worker,
+)
+from tests.workflows.helpers import Signer, fixed_keyring, unique_name
 
 # Each extctl run is a fresh interpreter (~1 s to import); on a loaded 2-core machine a test of several
 # commands plus the workflows they run needs more than the suite's default 60 s.
@@ -349,3 +357,51 @@ async def test_executions_lists_a_tenants_calls(extctl: Extctl, db_pool: asyncpg
     assert bad.code != 0
     empty = await run("executions", "--tenant", "t-nobody")
     assert (empty.code, empty.stdout.strip()) == (0, "no executions")
+
+
+async def test_master_key_rotate(
+    extctl: Extctl,
+    api_url: str,
+    tmp_path: Path,
+    tenant: str,
+    settings: OperatorSettings,  # noqa: F811
+    temporal_client: Client,  # noqa: F811
+    db_pool: asyncpg.Pool,
+    data_dir: Path,  # noqa: F811
+    redis_url: str,
+) -> None:
+    common: dict[str, Any] = {"pool": db_pool, "data_dir": data_dir, "redis_url": redis_url}
+    queue = settings.control_task_queue
+    wf_id = manual_rotation_workflow_id(queue)
+    async with (
+        keyring_worker(temporal_client, queue, keyring=fixed_keyring(1), **common),
+        httpx.AsyncClient(base_url=api_url, headers=bearer(ADMIN_TOKEN), timeout=60) as api,
+    ):
+        await install_with_secrets(api, tmp_path, [tenant])
+        token = (await api.post("/v1/tokens", json={"tenant_id": tenant, "scopes": ["admin"]})).json()
+    assert await data_key_versions(db_pool) == {1}
+
+    as_tenant = Extctl(env={**extctl.env, "EXT_ADMIN_TOKEN": token["token"]}, cwd=extctl.cwd)
+    res = await as_tenant("master-key", "rotate", ok=False)
+    assert res.code != 0 and res.stderr.startswith("error: forbidden: "), res.stderr
+
+    try:
+        async with keyring_worker(temporal_client, queue, keyring=ROTATED, **common):
+            human = (await extctl("master-key", "rotate")).stdout
+            assert "data keys under master key version 2" in human, human
+            assert "re-wrapped      1" in human and f"workflow id     {wf_id}" in human
+            again = (await extctl("--json", "master-key", "rotate")).json()
+            assert {k: again[k] for k in ("target_version", "rewrapped", "workflow_id")} == {
+                "target_version": 2,
+                "rewrapped": 0,
+                "workflow_id": wf_id,
+            }
+        assert await data_key_versions(db_pool) == {2}
+
+        # No worker polls now: the rotation is left running, and both forms say where to follow it.
+        queued = (await extctl("--json", "master-key", "rotate", "--no-wait")).json()
+        assert (queued["operation_id"], queued["status"]) == (wf_id, "running")
+        human = (await extctl("master-key", "rotate", "--no-wait")).stdout
+        assert f"rotation continues in workflow {wf_id}" in human and f"/v1/operations/{wf_id}" in human
+    finally:
+        await end_workflows(temporal_client, wf_id)

@@ -56,6 +56,7 @@ async def test_gateway_recovers_from_a_postgres_restart(pg_stack: FaultStack) ->
             async with pg_stack.gateway(cold, timeout=30) as cold_gw:
                 refused = await cold_gw.get(f"/api/ext/{ext}/hello")
             assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "registry_unavailable", refused.text
             await asyncio.to_thread(pg.start)
             pg_stack.record("postgres", pid=pg.pid())
             rows_at_restart = await _log_rows(pg_stack, ext)

@@ -101,6 +101,29 @@ async def test_steady_state_needs_no_postgres(gateway: Gateway, registry: Regist
     assert res.installs.cache.misses == misses
 
 
+async def test_cache_misses_without_postgres_say_the_registry_is_unavailable(
+    gateway: Gateway, registry: Registry
+) -> None:
+    await gateway.listening()
+    a = tenant()
+    await registry.install(a, "com.acme.app")
+    await registry.install(a, "com.acme.other")
+    token = await registry.token(a, "ext:read")
+    fresh_token = await registry.token(a, "ext:read")
+    assert (await gateway.call("GET", "/api/ext/com.acme.app/reflect/status", token)).status_code == 200
+    res = gateway.app.resources
+    assert res is not None
+    await res.pool.close()
+    # An install never resolved, and a token never seen: both need Postgres, which is gone.
+    resp = await gateway.call("GET", "/api/ext/com.acme.other/reflect/status", token)
+    assert_error(resp, 503, "registry_unavailable")
+    resp = await gateway.call("GET", "/api/ext/com.acme.app/reflect/status", fresh_token)
+    assert_error(resp, 503, "registry_unavailable")
+    assert "Pool" not in resp.text and "asyncpg" not in resp.text.lower()
+    # What was cached keeps serving.
+    assert (await gateway.call("GET", "/api/ext/com.acme.app/reflect/status", token)).status_code == 200
+
+
 async def test_unknown_names_are_cached_negatively_until_installed(
     gateway_factory: GatewayFactory, registry: Registry, redis_url: str
 ) -> None:
