@@ -120,8 +120,9 @@ async def append_history(
     )
 
 
-def validate_config(config: Any, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Check a config against the version's `config_schema` (when it declares one)."""
+def validate_config(config: Any, manifest: dict[str, Any], *, subject: str = "config") -> dict[str, Any]:
+    """Check a config against the version's `config_schema` (when it declares one). `subject` names
+    what is checked in the message (e.g. the install's current config, against another version)."""
     if not isinstance(config, dict):
         raise InvalidInput("config must be a JSON object", code=ErrorCode.INVALID_CONFIG)
     unfit = unstorable(config)
@@ -141,7 +142,7 @@ def validate_config(config: Any, manifest: dict[str, Any]) -> dict[str, Any]:
             issues = [{"path": e.json_path, "message": e.message} for e in errors]
             text = "; ".join(f"{i['path']}: {i['message']}" for i in issues)
             raise InvalidInput(
-                f"config does not match the extension's config_schema: {text}",
+                f"{subject} does not match the extension's config_schema: {text}",
                 code=ErrorCode.INVALID_CONFIG,
                 details={"issues": issues},
             )

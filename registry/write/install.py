@@ -160,6 +160,17 @@ async def _previous_version(conn: Conn, row: asyncpg.Record) -> Any:
     return await conn.fetchval("SELECT version FROM versions WHERE id = $1", prev)
 
 
+async def _current_config(conn: Conn, row: asyncpg.Record) -> dict[str, Any] | None:
+    if row["config_version"] == 0:
+        return None
+    config: dict[str, Any] | None = await conn.fetchval(
+        "SELECT config FROM install_config WHERE install_id = $1 AND version = $2",
+        row["id"],
+        row["config_version"],
+    )
+    return config
+
+
 async def _modify(
     conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record
 ) -> ApplyInstallChangeResult:
@@ -170,6 +181,16 @@ async def _modify(
         name = req.version or (await _previous_version(conn, row) if op is Op.ROLLBACK else "")
         target = await find_version(conn, ext_id, req.extension, name)
         if target["id"] != row["version_id"]:
+            # The config carries over, so it must suit the target version's schema: otherwise the guest
+            # would run with a config its own manifest refuses. Fix it first (or disable to stop now).
+            current = await _current_config(conn, row)
+            if current is not None:
+                validate_config(
+                    current,
+                    target["manifest"],
+                    subject=f"the install's config (version {row['config_version']}) for "
+                    f"{req.extension}@{target['version']}",
+                )
             to_version_id = target["id"]
             sets["version_id"] = target["id"]
             caps = effective_capabilities(target["capabilities"])

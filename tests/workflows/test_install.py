@@ -293,6 +293,45 @@ async def test_refusals_name_their_reason_and_change_nothing(
     assert got is not None and (got.version, got.revision) == ("1.0.0", 1)
 
 
+async def test_upgrade_and_rollback_check_the_config_against_the_target_schema(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    """The config carries over a version change, so the target version's config_schema must accept it:
+    a guest never runs with a config its own manifest refuses."""
+    name = unique_name()
+    loose: dict[str, Any] = {"type": "object", "properties": {"greeting": {"type": "string"}}}
+    strict: dict[str, Any] = {
+        "type": "object",
+        "properties": {"greeting": {"type": "string"}, "color": {"type": "string"}},
+        "required": ["color"],
+    }
+    for version, schema in (("1.0.0", loose), ("2.0.0", strict)):
+        doc = manifest(name, version, capabilities=["cap:log.emit"], config_schema=schema)
+        await publish_version(client, task_queue, store, signer, tmp_path, doc)
+    await installs.apply(name, Op.INSTALL, version="1.0.0", config={"greeting": "hi"})
+
+    refused = await installs.failure(name, Op.UPGRADE, version="2.0.0")
+    assert refused.type == "invalid_config", refused
+    assert f"the install's config (version 1) for {name}@2.0.0" in refused.message
+    assert "'color' is a required property" in refused.message
+    got = await read.resolve_install(db_pool, installs.tenant, name)
+    assert got is not None and (got.version, got.revision) == ("1.0.0", 1)
+
+    await installs.apply(name, Op.SET_CONFIG, config={"greeting": "hi", "color": "red"})  # fits both
+    assert (await installs.apply(name, Op.UPGRADE, version="2.0.0")).version == "2.0.0"
+    assert (await installs.apply(name, Op.ROLLBACK)).version == "1.0.0"
+    await installs.apply(name, Op.SET_CONFIG, config={"greeting": "only"})  # fits 1.0.0 alone
+    refused = await installs.failure(name, Op.UPGRADE, version="2.0.0")
+    assert refused.type == "invalid_config" and "(version 3)" in refused.message
+
+
 async def test_concurrent_upgrade_and_rollback_serialize(
     client: Client,
     task_queue: str,
