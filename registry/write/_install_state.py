@@ -9,8 +9,8 @@ import jsonschema
 from asyncpg.pool import PoolConnectionProxy
 
 from core.errors import InvalidInput, NotFound
+from core.storable import require_storable_config
 from schema.errors import ErrorCode
-from schema.jsontext import json_path, unstorable
 
 # A connection from `pool.acquire()` or `asyncpg.connect`.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -125,15 +125,8 @@ def validate_config(config: Any, manifest: dict[str, Any], *, subject: str = "co
     what is checked in the message (e.g. the install's current config, against another version)."""
     if not isinstance(config, dict):
         raise InvalidInput("config must be a JSON object", code=ErrorCode.INVALID_CONFIG)
-    unfit = unstorable(config)
-    if unfit is not None:
-        # Before jsonschema and Postgres: jsonb would refuse it on every retry of this activity.
-        path, problem = json_path(unfit[0]), unfit[1]
-        raise InvalidInput(
-            f"config {path} {problem}",
-            code=ErrorCode.INVALID_CONFIG,
-            details={"issues": [{"path": path, "message": problem}]},
-        )
+    # Before jsonschema and Postgres: jsonb would refuse it on every retry of this activity.
+    require_storable_config(config)
     schema = manifest.get("config_schema")
     if schema:
         validator = jsonschema.Draft202012Validator(schema)

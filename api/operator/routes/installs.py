@@ -22,9 +22,9 @@ from api.operator import control
 from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
 from core.codec import seal_secrets
 from core.errors import InvalidInput, NotFound, Unavailable
+from core.storable import require_storable_config
 from registry import read
-from schema.errors import ErrorCode
-from schema.jsontext import json_path, unstorable
+from schema.jsontext import unstorable
 from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
 from schema.payloads.secrets import SealedSecrets
 from schema.temporal import install_workflow_id
@@ -156,14 +156,8 @@ def _seal(resources: Resources, secrets: dict[str, str]) -> SealedSecrets:
 def _checked_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
     """Refuse what Postgres cannot store here (400 invalid_config), not after a workflow started: the
     registry write would refuse it too, but only once the caller is already waiting on the change."""
-    unfit = unstorable(config) if config is not None else None
-    if unfit is not None:
-        path, problem = json_path(unfit[0]), unfit[1]
-        raise InvalidInput(
-            f"config {path} {problem}",
-            code=ErrorCode.INVALID_CONFIG,
-            details={"issues": [{"path": path, "message": problem}]},
-        )
+    if config is not None:
+        require_storable_config(config)
     return config
 
 
