@@ -9,7 +9,7 @@
 Browser authentication: a signed session cookie `extplane_ui` (HMAC-SHA256 over tenant, subject,
 scopes and expiry; `HttpOnly; SameSite=Lax`; `ui_session_ttl_s`). The host page sets it when it is
 opened with a bearer token, a sign-in form or a `?token=` ticket (ticket: same format, 60 s, bound to
-one extension; the page then redirects to the clean URL). Sessions are not re-checked against the
+one extension, usable once; the page then redirects to the clean URL). Sessions are not re-checked against the
 token table: a revoked token's sessions live until they expire.
 
 The iframe is served through the gateway, so host page and UI share the gateway's origin in URLs —
@@ -41,9 +41,11 @@ from api.gateway.auth import TENANT_HEADERS, Caller
 from api.gateway.cache import TtlCache
 from api.gateway.http import error_body, read_body
 from api.gateway.resources import Resources
-from core.errors import ExtplaneError, Forbidden, NotFound, Unauthorized
+from api.gateway.resp import RespError
+from core.errors import ExtplaneError, Forbidden, NotFound, Unauthorized, Unavailable
 from core.settings import ApiSettings
 from registry.read import versions_by_hash
+from schema.errors import ErrorCode
 from schema.manifest import NAME_RE
 
 log = structlog.get_logger(__name__)
@@ -99,6 +101,7 @@ class SessionSigner:
             "op": caller.operator,
             "x": int(time.time() + ttl_s),
             "e": extension,
+            "n": uuid.uuid4().hex,  # two tickets minted in the same second must still differ (one-time use)
         }
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"v1.{body}.{self._mac(body)}"
@@ -331,6 +334,7 @@ class UiPages:
             caller = self.signer.verify(ticket, kind="ticket", extension=name)
             if caller is None:
                 raise Unauthorized("the ?token= ticket is invalid or expired")
+            await self._redeem(res, ticket)
             headers = [
                 self._set_cookie(caller, scope),
                 (b"location", f"/ext/{quote(name)}".encode()),
@@ -387,6 +391,20 @@ class UiPages:
             (b"x-request-id", rid.encode()),
         ]
         await _send(send, 303, headers, b"")
+
+    async def _redeem(self, res: Resources, ticket: str) -> None:
+        """A ticket opens one session: a link that leaked (history, logs, a shared screen) after its first
+        use is worthless. The mark lives in the limiter's Redis, so every gateway sees it; when that
+        Redis cannot answer, tickets fail closed (a bearer token or the sign-in form still works)."""
+        key = "extplane:ui-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
+        try:
+            first = await res.limiter_client.set_nx(key, (TICKET_TTL_S + 5) * 1000)
+        except RespError as exc:
+            raise Unavailable(
+                "cannot check the ticket now; sign in with a token instead", code=ErrorCode.INTERNAL
+            ) from exc
+        if not first:
+            raise Unauthorized("the ?token= ticket was already used; request a new one")
 
     async def _ticket(self, res: Resources, scope: Scope, name: str, send: Send, rid: str) -> None:
         raw: list[tuple[bytes, bytes]] = scope["headers"]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api.gateway.ui import COOKIE
-from tests.gateway.conftest import ADMIN_TOKEN, Gateway, GatewayFactory
+from tests.gateway.conftest import ADMIN_TOKEN, Gateway, GatewayFactory, free_port
 from tests.gateway.test_policy import assert_error
 from tests.ui.conftest import INDEX, UI_FILES, UiRegistry
 
@@ -97,6 +97,13 @@ async def test_ticket_link_sets_a_session_and_redirects_to_the_clean_url(
     assert opened.headers["location"] == f"/ext/{NAME}"
     page = await gateway.client.get(f"/ext/{NAME}", headers={"cookie": f"{COOKIE}={session_cookie(opened)}"})
     assert page.status_code == 200 and inst.content_hash in page.text
+    # One use only, on any gateway sharing the Redis: a leaked link is worthless after the first open.
+    replayed = await gateway.client.get(doc["url"])
+    assert_error(replayed, 401, "unauthenticated")
+    assert "already used" in replayed.json()["message"]
+    again = await gateway.call("POST", f"/ext/{NAME}/ticket", token)
+    assert again.json()["token"] != doc["token"]
+    assert (await gateway.client.get(again.json()["url"])).status_code == 303
     # A ticket is bound to its extension and is not a session (nor the other way round).
     assert_error(
         await gateway.client.get(f"/ext/com.acme.other?token={doc['token']}"), 401, "unauthenticated"
@@ -249,3 +256,17 @@ async def test_ext_proxy_with_the_ui_session_cookie(gateway: Gateway, ui_registr
         403,
         "forbidden",
     )
+
+
+async def test_tickets_fail_closed_when_their_redis_is_down(
+    gateway: Gateway, gateway_factory: GatewayFactory, ui_registry: UiRegistry
+) -> None:
+    a = tenant()
+    await ui_registry.install_ui(a, NAME)
+    token = await ui_registry.token(a, "ext:read")
+    minted = (await gateway.call("POST", f"/ext/{NAME}/ticket", token)).json()
+    # Same signing key, but the Redis that records redemptions is unreachable: refuse, never replayable.
+    cut_off: Gateway = await gateway_factory(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    resp = await cut_off.client.get(minted["url"])
+    assert resp.status_code == 503 and "sign in with a token" in resp.json()["message"], resp.text
+    assert (await gateway.client.get(minted["url"])).status_code == 303  # not spent by the refusal
