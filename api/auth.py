@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from core.errors import Forbidden, InvalidInput, Unauthorized
-from registry.read_operator import TokenRecord, token_by_hash
+from registry.read_operator import TokenRecord, token_by_hash, token_by_id
 from schema.errors import ErrorCode
 from schema.payloads.tokens import SCOPES
 from schema.tenants import TENANT_RULE, valid_tenant
@@ -128,14 +128,37 @@ class TokenAuthenticator:
             token_id=record.token_id,
         )
 
+    async def session_valid(self, subject: str) -> bool:
+        """Whether a UI session minted for `subject` may still be used: its token still exists, is not
+        revoked and not expired. Cached like authentication, so a revocation reaches open sessions
+        within the same TTL that bounds it for bearer calls."""
+        if subject == ADMIN:
+            return bool(self._admin)  # the bootstrap token: valid for as long as it is configured
+        token_id = subject.removeprefix("token:")
+        if token_id == subject:
+            return False
+        record = await self._cached("id:" + token_id, lambda pool: token_by_id(pool, token_id))
+        now = datetime.now(UTC)
+        return (
+            record is not None
+            and record.revoked_at is None
+            and (record.expires_at is None or record.expires_at > now)
+        )
+
     async def _lookup(self, digest: str) -> TokenRecord | None:
+        return await self._cached(digest, lambda pool: token_by_hash(pool, digest))
+
+    async def _cached(
+        self, key: str, load: Callable[[asyncpg.Pool], Awaitable[TokenRecord | None]]
+    ) -> TokenRecord | None:
+        # Keys are sha256 hex digests, or "id:<uuid>" for session checks: the two never collide.
         now = self._clock()
-        hit = self._cache.get(digest)
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        record = await token_by_hash(await self._pool(), digest)
-        self._cache[digest] = (now + (self._ttl if record is not None else self._negative_ttl), record)
-        self._cache.move_to_end(digest)
+        record = await load(await self._pool())
+        self._cache[key] = (now + (self._ttl if record is not None else self._negative_ttl), record)
+        self._cache.move_to_end(key)
         while len(self._cache) > self._max:
             self._cache.popitem(last=False)
         return record

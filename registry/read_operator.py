@@ -6,6 +6,7 @@ execution_log rows only by the gateway (api/gateway/execlog.py).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,14 +30,30 @@ class TokenRecord:
     revoked_at: datetime | None = None
 
 
+_TOKEN_COLUMNS = "id, tenant_id, scopes, name, created_at, expires_at, revoked_at"
+
+
 async def token_by_hash(pool: asyncpg.Pool, token_hash: str) -> TokenRecord | None:
     """The token row with this sha256 hex, whatever its expiry or revocation (the caller decides)."""
     async with map_db_errors():
         row = await pool.fetchrow(
-            """SELECT id, tenant_id, scopes, name, created_at, expires_at, revoked_at
-               FROM api_tokens WHERE token_hash = $1""",
-            token_hash,
+            f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1", token_hash
         )
+    return _token_record(row)
+
+
+async def token_by_id(pool: asyncpg.Pool, token_id: str) -> TokenRecord | None:
+    """The token row with this id (None for an id that is not a UUID or not a token)."""
+    try:
+        uuid.UUID(token_id)
+    except ValueError:
+        return None
+    async with map_db_errors():
+        row = await pool.fetchrow(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE id = $1::uuid", token_id)
+    return _token_record(row)
+
+
+def _token_record(row: asyncpg.Record | None) -> TokenRecord | None:
     if row is None:
         return None
     return TokenRecord(

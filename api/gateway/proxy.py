@@ -57,7 +57,7 @@ class ProxyVariant:
     ) -> Caller:
         if authorization is not None:
             return await res.auth.authenticate(authorization, tenant_claims)
-        caller = self._pages.session_caller(raw_headers)
+        caller = await self._pages.session_caller(res, raw_headers)
         if caller is None:
             raise Unauthorized("missing Authorization: Bearer <token> or UI session")
         headers = dict(raw_headers)

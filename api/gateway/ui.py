@@ -9,8 +9,9 @@
 Browser authentication: a signed session cookie `extplane_ui` (HMAC-SHA256 over tenant, subject,
 scopes and expiry; `HttpOnly; SameSite=Lax`; `ui_session_ttl_s`). The host page sets it when it is
 opened with a bearer token, a sign-in form or a `?token=` ticket (ticket: same format, 60 s, bound to
-one extension, usable once; the page then redirects to the clean URL). Sessions are not re-checked against the
-token table: a revoked token's sessions live until they expire.
+one extension, usable once; the page then redirects to the clean URL). Each use of a session re-checks
+its token (cached like bearer authentication): a revoked or expired token ends its sessions within
+the token cache TTL.
 
 The iframe is served through the gateway, so host page and UI share the gateway's origin in URLs —
 but the iframe is sandboxed without `allow-same-origin`, so its documents run in an opaque origin:
@@ -181,9 +182,14 @@ class UiPages:
 
     # -- sessions ---------------------------------------------------------------------------------
 
-    def session_caller(self, raw_headers: list[tuple[bytes, bytes]]) -> Caller | None:
+    async def session_caller(self, res: Resources, raw_headers: list[tuple[bytes, bytes]]) -> Caller | None:
+        """The caller of a valid session cookie whose token is still valid (revoked or expired tokens
+        end their sessions within the token cache TTL, not at the cookie's expiry)."""
         token = _cookies(raw_headers).get(COOKIE)
-        return self.signer.verify(token, kind="session") if token else None
+        caller = self.signer.verify(token, kind="session") if token else None
+        if caller is None or not await res.auth.authenticator.session_valid(caller.subject):
+            return None
+        return caller
 
     @staticmethod
     def same_origin(raw_headers: list[tuple[bytes, bytes]]) -> bool:
@@ -322,7 +328,7 @@ class UiPages:
         claims = [v for k, v in raw if k in TENANT_HEADERS]
         if authorization is not None:
             return await res.auth.authenticate(authorization, claims), True
-        caller = self.session_caller(raw)
+        caller = await self.session_caller(res, raw)
         if caller is None:
             raise Unauthorized("sign in: a bearer token, a UI session or a ?token= ticket is required")
         return caller, False

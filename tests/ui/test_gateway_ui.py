@@ -9,8 +9,9 @@ import uuid
 import httpx
 import pytest
 
+from api.auth import token_hash as hash_token
 from api.gateway.ui import COOKIE
-from tests.gateway.conftest import ADMIN_TOKEN, Gateway, GatewayFactory, free_port
+from tests.gateway.conftest import ADMIN_TOKEN, Gateway, GatewayFactory, eventually, free_port
 from tests.gateway.test_policy import assert_error
 from tests.ui.conftest import INDEX, UI_FILES, UiRegistry
 
@@ -270,3 +271,39 @@ async def test_tickets_fail_closed_when_their_redis_is_down(
     resp = await cut_off.client.get(minted["url"])
     assert resp.status_code == 503 and "sign in with a token" in resp.json()["message"], resp.text
     assert (await gateway.client.get(minted["url"])).status_code == 303  # not spent by the refusal
+
+
+async def test_revoking_the_token_ends_its_ui_sessions(
+    gateway_factory: GatewayFactory, ui_registry: UiRegistry
+) -> None:
+    # A short token cache: the bound on how long a revoked token (and now its sessions) keeps working.
+    gw: Gateway = await gateway_factory(gateway_token_ttl_s=0.2)
+    a = tenant()
+    await ui_registry.install_ui(a, NAME)
+    token = await ui_registry.token(a, "ext:read", "ext:write")
+    other = await ui_registry.token(a, "ext:read", "ext:write")
+    cookie = session_cookie(await gw.call("GET", f"/ext/{NAME}", token))
+    kept = session_cookie(await gw.call("GET", f"/ext/{NAME}", other))
+    page, proxy = f"/ext/{NAME}", f"/api/ext-proxy/{NAME}/reflect/items/1"
+    ui_headers = {"x-extplane-ui": "1"}
+
+    async def with_cookie(value: str, method: str, url: str) -> httpx.Response:
+        headers = {"cookie": f"{COOKIE}={value}", **(ui_headers if url == proxy else {})}
+        return await gw.client.request(
+            method, url, headers=headers, content=b"x" if method == "POST" else None
+        )
+
+    assert (await with_cookie(cookie, "GET", page)).status_code == 200
+    assert (await with_cookie(cookie, "POST", proxy)).status_code == 200
+    await ui_registry.pool.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE token_hash = $1", hash_token(token)
+    )
+
+    async def ended() -> bool:
+        return (await with_cookie(cookie, "GET", page)).status_code == 401
+
+    await eventually(ended, deadline_s=30)
+    assert_error(await with_cookie(cookie, "POST", proxy), 401, "unauthenticated")
+    # Only that token's sessions end: another token's session of the same tenant keeps working.
+    assert (await with_cookie(kept, "GET", page)).status_code == 200
+    assert (await with_cookie(kept, "POST", proxy)).status_code == 200
