@@ -10,14 +10,23 @@ A request may leave only if all of these hold, checked again on every redirect h
 * the connection goes to the address that was checked (the URL is rewritten to the IP, with the
   `Host` header and TLS SNI set to the name), so DNS cannot change the answer between check and use.
 
-The response body is read up to a cap; the timeout is bounded by the execution's remaining deadline.
+The response body is read up to a cap. Everything a fetch waits on, name resolution and every redirect
+hop included, shares one budget: the execution's remaining deadline (capped by the operator timeout).
+`getaddrinfo` has no timeout of its own and cannot be interrupted, so it runs on a small resolver pool
+and the fetch stops waiting for it when the budget is spent; a hung DNS server costs a resolver thread,
+never a guest's deadline.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -30,6 +39,9 @@ _DROP_REQUEST_HEADERS = frozenset(
     {"host", "connection", "content-length", "transfer-encoding", "upgrade", "proxy-authorization", "te"}
 )
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# socket.getaddrinfo's shape, replaceable in tests by a resolver that hangs.
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+RESOLVER_THREADS = 8
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -98,8 +110,12 @@ def address_refusal(ip: IpAddress, policy: EgressPolicy) -> str | None:
 class EgressClient:
     """One per runner process; `fetch` runs on executor threads (httpx.Client is thread-safe)."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
+    def __init__(self, policy: EgressPolicy, *, resolver: Resolver = socket.getaddrinfo) -> None:
         self.policy = policy
+        self._getaddrinfo = resolver
+        # Bounded: lookups stuck on a dead DNS server hold at most these threads; later ones queue and
+        # time out with their fetch instead of piling up threads.
+        self._resolvers = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="egress-resolve")
         # No keep-alive: connections are keyed by the pinned IP, so a pooled TLS connection opened (and
         # certificate-checked) for one host name could otherwise carry a request for another name that
         # resolves to the same address.
@@ -112,8 +128,9 @@ class EgressClient:
 
     def close(self) -> None:
         self._client.close()
+        self._resolvers.shutdown(wait=False, cancel_futures=True)
 
-    def _resolve(self, host: str, port: int) -> list[IpAddress]:
+    def _resolve(self, host: str, port: int, timeout_s: float) -> list[IpAddress]:
         fixed = self.policy.resolve.get(host)
         if fixed is not None:
             return [ipaddress.ip_address(fixed)]
@@ -121,13 +138,19 @@ class EgressClient:
             return [ipaddress.ip_address(host)]
         except ValueError:
             pass
+        lookup = self._resolvers.submit(self._getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = lookup.result(timeout=max(timeout_s, 0.0))
+        except FutureTimeout:
+            lookup.cancel()  # still queued: never runs; already running: finishes unobserved
+            raise EgressError("timeout", f"resolving {host} took longer than the time left") from None
         except OSError as exc:
             raise EgressError("transport", f"cannot resolve {host}: {exc.strerror or exc}") from None
         return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
-    def _check(self, url: httpx.URL, egress: list[str]) -> tuple[str, IpAddress]:
+    def _check(
+        self, url: httpx.URL, egress: list[str], timeout_s: float | None = None
+    ) -> tuple[str, IpAddress]:
         if url.scheme not in ("http", "https") or not url.host:
             raise EgressError("invalid-url", "only absolute http(s) URLs with a host")
         if url.scheme == "http" and not self.policy.allow_http:
@@ -138,7 +161,7 @@ class EgressClient:
         if not any(host_matches(host, p) for p in self.policy.operator_allow):
             raise EgressError("not-allowed", f"{host} is not allowed by operator policy")
         port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = self._resolve(host, port)
+        addresses = self._resolve(host, port, self.policy.timeout_s if timeout_s is None else timeout_s)
         if not addresses:
             raise EgressError("transport", f"{host} has no address")
         for ip in addresses:
@@ -165,9 +188,13 @@ class EgressClient:
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise EgressError("invalid-url", str(exc)) from None
         send_headers = [(k, v) for k, v in headers if k.lower() not in _DROP_REQUEST_HEADERS]
+        deadline = time.monotonic() + timeout_s  # one budget for every lookup and hop of this fetch
         for _hop in range(self.policy.max_redirects + 1):
-            host, ip = self._check(target, egress)
-            result = self._send(target, host, ip, method, send_headers, body, timeout_s)
+            host, ip = self._check(target, egress, _left(deadline))
+            left = _left(deadline)
+            if left <= 0:
+                raise EgressError("timeout", "no time left before the deadline")
+            result = self._send(target, host, ip, method, send_headers, body, left)
             location = {k.lower(): v for k, v in result.headers}.get("location")
             if result.status not in _REDIRECTS or not location:
                 return result
@@ -221,3 +248,7 @@ class EgressClient:
             raise EgressError("timeout", "the upstream did not answer in time") from None
         except httpx.HTTPError as exc:
             raise EgressError("transport", f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()

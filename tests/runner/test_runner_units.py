@@ -189,6 +189,55 @@ def test_lru_is_bounded_by_bytes() -> None:
     assert cache.stats().hits == 1
 
 
+def test_a_hung_dns_lookup_costs_the_fetch_its_budget_not_more() -> None:
+    """getaddrinfo cannot be interrupted: the fetch stops waiting for it when its time is up, while the
+    lookup is still hanging (no wall-clock bound here: the resolver is provably still blocked)."""
+    import threading
+
+    from runner._egress import EgressClient, EgressError
+
+    release, started = threading.Event(), threading.Event()
+
+    def hung_resolver(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        started.set()
+        release.wait(60)
+        raise OSError("released")
+
+    client = EgressClient(_policy(operator_allow=("*.example.com",)), resolver=hung_resolver)
+    try:
+        with pytest.raises(EgressError) as info:
+            client.fetch(
+                egress=["slow.example.com"],
+                method="GET",
+                url="https://slow.example.com/",
+                headers=[],
+                body=b"",
+                timeout_s=0.2,
+            )
+        assert info.value.case == "timeout" and "resolving slow.example.com" in info.value.message
+        assert started.is_set() and not release.is_set()  # gave up while the lookup still hung
+    finally:
+        release.set()
+        client.close()
+
+
+def test_resolver_failures_are_transport_errors() -> None:
+    import socket
+
+    from runner._egress import EgressClient, EgressError
+
+    def failing(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    client = EgressClient(_policy(operator_allow=("*.example.com",)), resolver=failing)
+    try:
+        with pytest.raises(EgressError) as info:
+            client._check(httpx.URL("https://nope.example.com/"), ["nope.example.com"])
+        assert info.value.case == "transport" and "cannot resolve nope.example.com" in info.value.message
+    finally:
+        client.close()
+
+
 def test_egress_checks_before_any_connection() -> None:
     from runner._egress import EgressClient, EgressError
 
