@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,6 @@ import pytest
 
 from api.auth import token_hash
 from cli.devstack.redis import find_redis_server
-from core.migrations import ensure_database, migrate
 from tests.runner.runner_helpers import (
     AUTH,
     RunnerProcess,
@@ -38,6 +36,8 @@ from tests.runner.runner_helpers import (
     python_guest,
     start_runner,
 )
+from tests.support.databases import scratch_database
+from tests.support.polling import eventually as eventually  # re-exported: tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST_DIR = Path(__file__).resolve().parent / "guests" / "pydebug"
@@ -316,17 +316,6 @@ class SseReader:
                 return ev
 
 
-async def eventually(check: Any, *, deadline_s: float = 15.0, interval_s: float = 0.05) -> Any:
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {deadline_s}s; last value: {last!r}")
-
-
 def limiter_redis_url(worker_id_num: int) -> str:
     """The suite's Redis (db of this worker) for the gateway's rate limiter: never the killed one."""
     parts = urlsplit(os.environ["EXT_TEST_REDIS_URL"])
@@ -335,17 +324,8 @@ def limiter_redis_url(worker_id_num: int) -> str:
 
 @pytest.fixture(scope="session")
 async def debug_db_url(database_server_url: str) -> AsyncIterator[str]:
-    parts = urlsplit(database_server_url)
-    name = f"extplane_debug_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = urlunsplit(parts._replace(path=f"/{name}"))
-    await ensure_database(url)
-    await migrate(url)
-    yield url
-    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(database_server_url, "extplane_debug") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

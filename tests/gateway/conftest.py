@@ -33,6 +33,7 @@ from bundles.pack import pack_directory
 from core.crypto import Keyring, encrypt_secrets, new_data_key, unwrap_data_key, wrap_data_key
 from core.settings import ApiSettings
 from schema.payloads.notify import INVALIDATE_CHANNEL
+from tests.support.polling import eventually as eventually  # re-exported: tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -342,7 +343,7 @@ class Gateway:
 
     async def listening(self) -> None:
         assert self.app.resources is not None
-        await asyncio.wait_for(self.app.resources.listener.connected.wait(), 10)
+        await asyncio.wait_for(self.app.resources.listener.connected.wait(), 30)
 
 
 async def open_gateway(settings: ApiSettings) -> Gateway:
@@ -392,18 +393,6 @@ async def publish_invalidation(redis_url: str, inst: Install) -> int:
         return int(await client.publish(INVALIDATE_CHANNEL, json.dumps(message)))
     finally:
         await client.aclose()
-
-
-async def eventually(check: Any, *, deadline_s: float = 10.0, interval_s: float = 0.02) -> Any:
-    """Poll an async predicate until it returns a truthy value (returned) or the deadline passes."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {deadline_s}s; last value: {last!r}")
 
 
 @pytest.fixture

@@ -6,32 +6,19 @@ the worker's session because the runner process is, and dropped at the end.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
-from core.migrations import ensure_database, migrate
 from tests.runner.runner_helpers import EGRESS_SETTINGS, RunnerProcess, start_runner
+from tests.support.databases import scratch_database
 
 
 @pytest.fixture(scope="session")
 async def runner_db_url(database_server_url: str) -> AsyncIterator[str]:
-    parts = urlsplit(database_server_url)
-    name = f"extplane_runner_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = urlunsplit(parts._replace(path=f"/{name}"))
-    await ensure_database(url)
-    await migrate(url)
-    yield url
-    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(database_server_url, "extplane_runner") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
