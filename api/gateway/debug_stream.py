@@ -318,6 +318,7 @@ class DebugStream:
         sessions = DebugSessions(res.pool)
         session_id = await sessions.start(self._session(viewer, "sse", rid))
         self.active += 1
+        res.metrics.debug_active.inc()
         sent = [0]
         reason = "error"
         log.info(
@@ -357,6 +358,9 @@ class DebugStream:
             reason = "client_closed"  # the server reports a vanished client on send
         finally:
             self.active -= 1
+            res.metrics.debug_active.dec()
+            res.metrics.debug_sessions.labels("sse", reason).inc()
+            res.metrics.debug_events.labels("sse").inc(sent[0])
             await sessions.finish(session_id, events_sent=sent[0], reason=reason)
             log.info("debug_session_ended", session_id=session_id, reason=reason, events_sent=sent[0])
 
@@ -477,6 +481,8 @@ class DebugStream:
         session_id = await DebugSessions(res.pool).poll(
             self._session(viewer, "poll", rid), session, events_sent=len(events)
         )
+        res.metrics.debug_sessions.labels("poll", "poll" if warning is None else "redis_unavailable").inc()
+        res.metrics.debug_events.labels("poll").inc(len(events))
         body: dict[str, Any] = {"events": events, "lastId": last_id, "session": session_id}
         if warning is not None:
             body["warning"] = warning

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +45,9 @@ class GatewayMetrics:
     execlog_dropped: Counter
     execlog_written: Counter
     operator_calls: Counter
+    debug_active: Gauge
+    debug_sessions: Counter
+    debug_events: Counter
     _state: _StateCollector = field(default_factory=_StateCollector)
 
     @classmethod
@@ -71,6 +74,16 @@ class GatewayMetrics:
             execlog_written=Counter("gateway_execlog_written", "execution_log rows written", registry=reg),
             operator_calls=Counter(
                 "gateway_operator_calls", "calls made by global admin tokens for a tenant", registry=reg
+            ),
+            debug_active=Gauge("gateway_debug_sessions_active", "open SSE debug sessions", registry=reg),
+            debug_sessions=Counter(
+                "gateway_debug_sessions",
+                "debug viewing sessions ended (sse) or polls answered (poll), by how they ended",
+                ["transport", "reason"],
+                registry=reg,
+            ),
+            debug_events=Counter(
+                "gateway_debug_events_sent", "debug events sent to viewers", ["transport"], registry=reg
             ),
             _state=state,
         )

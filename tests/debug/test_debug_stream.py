@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -367,6 +368,14 @@ async def test_polling_fallback(stack: Stack) -> None:
     assert row is not None
     # Every poll of the session added to one row: 3 + 0 + 3 (+ the empty polls while waiting).
     assert (row["transport"], row["end_reason"], row["events_sent"]) == ("poll", "poll", 6)
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = (await client.get(f"{stack.gateway.url}/metrics")).text
+    polls = re.search(
+        r'^gateway_debug_sessions_total\{reason="poll",transport="poll"\} ([0-9.]+)$', metrics, re.M
+    )
+    assert (
+        polls is not None and float(polls.group(1)) >= 3
+    )  # this test's polls (others may share the gateway)
 
 
 async def test_session_expiry_audit_and_operator_listing(stack: Stack, tmp_path: Any) -> None:
@@ -407,6 +416,13 @@ async def test_session_expiry_audit_and_operator_listing(stack: Stack, tmp_path:
                 return found if len(found) == 2 and all(r["ended_at"] for r in found) else None
 
             expired, closed = await eventually(rows)
+            async with httpx.AsyncClient(timeout=10) as client:
+                metrics = (await client.get(f"{gateway.url}/metrics")).text
+            # The gateway's own view of its debug sessions, for dashboards: none open, two ended, 3 events.
+            assert "gateway_debug_sessions_active 0.0" in metrics
+            assert 'gateway_debug_sessions_total{reason="session_expired",transport="sse"} 1.0' in metrics
+            assert 'gateway_debug_sessions_total{reason="client_closed",transport="sse"} 1.0' in metrics
+            assert 'gateway_debug_events_sent_total{transport="sse"} 3.0' in metrics
 
             # A gateway shutting down ends its open streams itself (uvicorn would wait for them).
             async with sse(gateway.url, token, {"extension": ext, "tail": 0}) as reader:
