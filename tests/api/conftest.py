@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,6 +100,39 @@ async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@asynccontextmanager
+async def control_workers(
+    client: Client,
+    task_queue: str,
+    *,
+    pool: asyncpg.Pool,
+    data_dir: Path,
+    redis_url: str,
+    keyring: Keyring,
+) -> AsyncIterator[None]:
+    """Every control-plane workflow and activity (workflows.worker) on `task_queue`, sharing the API's
+    blob root so the staged upload is what the publish workflow reads; secrets held with `keyring`."""
+    redis = aioredis.Redis.from_url(redis_url)
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="api-test-compile")
+    workers = build_workers(
+        client,
+        control_task_queue=task_queue,
+        compile_task_queue=compile_task_queue_for(task_queue),
+        queues=("control", "compile"),
+        pool=pool,
+        store=FilesystemBlobStore(data_dir / "blobs"),
+        redis=redis,
+        keyring=keyring,
+        compile_executor=executor,
+    )
+    try:
+        async with running_workers(workers):
+            yield
+    finally:
+        executor.shutdown(wait=True)
+        await redis.aclose()
+
+
 @pytest.fixture
 async def worker(
     temporal_client: Client,
@@ -108,25 +142,10 @@ async def worker(
     redis_url: str,
     keyring: Keyring,
 ) -> AsyncIterator[None]:
-    """Every control-plane workflow and activity (workflows.worker), on this test's queues, sharing the
-    API's blob root so the staged upload is what the publish workflow reads."""
-    redis = aioredis.Redis.from_url(redis_url)
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="api-test-compile")
-    workers = build_workers(
-        temporal_client,
-        control_task_queue=task_queue,
-        compile_task_queue=compile_task_queue_for(task_queue),
-        queues=("control", "compile"),
-        pool=db_pool,
-        store=FilesystemBlobStore(data_dir / "blobs"),
-        redis=redis,
-        keyring=keyring,
-        compile_executor=executor,
-    )
-    async with running_workers(workers):
+    async with control_workers(
+        temporal_client, task_queue, pool=db_pool, data_dir=data_dir, redis_url=redis_url, keyring=keyring
+    ):
         yield
-    executor.shutdown(wait=True)
-    await redis.aclose()
 
 
 async def insert_token(

@@ -9,62 +9,33 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.operator.settings import OperatorSettings
-from bundles.blobstore import FilesystemBlobStore
-from core.crypto import Keyring, open_envelope
+from core.crypto import open_envelope
 from registry import read
-from schema.temporal import compile_task_queue_for, manual_rotation_workflow_id
-from tests.api.conftest import ADMIN, bearer, insert_token, new_token, signed_bundle, trust_via_api
+from schema.temporal import manual_rotation_workflow_id
+from tests.api.conftest import (
+    ADMIN,
+    bearer,
+    control_workers,
+    insert_token,
+    new_token,
+    signed_bundle,
+    trust_via_api,
+)
 from tests.workflows.helpers import Signer, eventually, fixed_keyring, unique_name
-from workflows.worker import build_workers, running_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.temporal]
 
 ROTATED = fixed_keyring(1, 2)
-
-
-@asynccontextmanager
-async def keyring_worker(
-    client: Client,
-    task_queue: str,
-    *,
-    pool: asyncpg.Pool,
-    data_dir: Path,
-    redis_url: str,
-    keyring: Keyring,
-) -> AsyncIterator[None]:
-    """Every control-plane workflow on `task_queue`, its secrets activities holding `keyring`."""
-    redis = aioredis.Redis.from_url(redis_url)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotation-test-compile")
-    workers = build_workers(
-        client,
-        control_task_queue=task_queue,
-        compile_task_queue=compile_task_queue_for(task_queue),
-        queues=("control", "compile"),
-        pool=pool,
-        store=FilesystemBlobStore(data_dir / "blobs"),
-        redis=redis,
-        keyring=keyring,
-        compile_executor=executor,
-    )
-    try:
-        async with running_workers(workers):
-            yield
-    finally:
-        executor.shutdown(wait=True)
-        await redis.aclose()
 
 
 async def install_with_secrets(api: httpx.AsyncClient, tmp: Path, tenants: list[str]) -> str:
@@ -148,11 +119,11 @@ async def test_rotation_rewraps_existing_data_keys_and_is_audited(
 ) -> None:
     common: dict[str, Any] = {"pool": db_pool, "data_dir": data_dir, "redis_url": redis_url}
     queue = settings.control_task_queue
-    async with keyring_worker(temporal_client, queue, keyring=fixed_keyring(1), **common):
+    async with control_workers(temporal_client, queue, keyring=fixed_keyring(1), **common):
         name = await install_with_secrets(api, tmp_path, tenants)
     assert await data_key_versions(db_pool) == {1}
 
-    async with keyring_worker(temporal_client, queue, keyring=ROTATED, **common):
+    async with control_workers(temporal_client, queue, keyring=ROTATED, **common):
         resp = await api.post("/v1/master-key/rotate", headers=ADMIN)
         assert resp.status_code == 200, resp.text
         assert resp.json() == {
@@ -210,7 +181,7 @@ async def test_no_wait_is_202_and_a_second_trigger_joins_the_running_rotation(
         return op if op["status"] != "running" else None
 
     common: dict[str, Any] = {"pool": db_pool, "data_dir": data_dir, "redis_url": redis_url}
-    async with keyring_worker(temporal_client, settings.control_task_queue, keyring=ROTATED, **common):
+    async with control_workers(temporal_client, settings.control_task_queue, keyring=ROTATED, **common):
         op = await eventually(completed, timeout=45, what="the rotation to complete")
     assert (op["status"], op["run_id"], op["workflow_type"]) == ("completed", run_id, "RotateMasterKey")
     assert op["result"] == {"target_version": 2, "rewrapped": 0}

@@ -31,6 +31,7 @@ from schema.temporal import manual_rotation_workflow_id
 from tests.api.conftest import (  # noqa: F401
     ADMIN_TOKEN,
     bearer,
+    control_workers,
     data_dir,
     keyring,
     settings,
@@ -44,7 +45,6 @@ from tests.api.test_master_key import (
     data_key_versions,
     end_workflows,
     install_with_secrets,
-    keyring_worker,
 )
 from tests.workflows.helpers import Signer, fixed_keyring, unique_name
 
@@ -374,7 +374,7 @@ async def test_master_key_rotate(
     queue = settings.control_task_queue
     wf_id = manual_rotation_workflow_id(queue)
     async with (
-        keyring_worker(temporal_client, queue, keyring=fixed_keyring(1), **common),
+        control_workers(temporal_client, queue, keyring=fixed_keyring(1), **common),
         httpx.AsyncClient(base_url=api_url, headers=bearer(ADMIN_TOKEN), timeout=60) as api,
     ):
         await install_with_secrets(api, tmp_path, [tenant])
@@ -386,7 +386,7 @@ async def test_master_key_rotate(
     assert res.code != 0 and res.stderr.startswith("error: forbidden: "), res.stderr
 
     try:
-        async with keyring_worker(temporal_client, queue, keyring=ROTATED, **common):
+        async with control_workers(temporal_client, queue, keyring=ROTATED, **common):
             human = (await extctl("master-key", "rotate")).stdout
             assert "data keys under master key version 2" in human, human
             assert "re-wrapped      1" in human and f"workflow id     {wf_id}" in human
