@@ -1,0 +1,344 @@
+"""The attacks of `bench.hostile`, one coroutine each: what issue 11's red-team run did to a stack.
+
+Each returns `(contained, detail)`: contained means the stack answered the way docs/security.md says
+it must (the attacker gets a clear refusal or its own call is cut), whatever the victim saw; the
+victim's side is measured by the caller's `Probe` around the attack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+
+from bench._hostile_stack import ATTACK_TIMEOUT_MS, ATTACKER, ATTACKER_EXT, VICTIM, VICTIM_EXT, Hostile
+from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW
+from schema.temporal import CONTROL_TASK_QUEUE
+
+Attack = Callable[[Hostile], Awaitable[tuple[bool, str]]]
+
+
+def _addr(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+async def _raw_status(url: str, head: bytes, *, timeout: float = 30.0) -> tuple[int | None, float]:
+    """Send `head` on a fresh socket; (status or None when the server just closed, seconds)."""
+    host, port = _addr(url)
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                writer.write(head)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                pass  # the server may refuse mid-upload; read what it answered
+            try:
+                line = await reader.readline()
+            except (ConnectionError, OSError):
+                line = b""
+    except TimeoutError:
+        return None, time.perf_counter() - t0
+    finally:
+        writer.close()
+    parts = line.split(b" ")
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    return status, time.perf_counter() - t0
+
+
+async def header_bomb(h: Hostile) -> tuple[bool, str]:
+    """Item 15: one 64 MiB header without a token."""
+    head = b"GET /api/ext/com.x.y/z HTTP/1.1\r\nhost: gw\r\nx-big: " + b"a" * (64 << 20) + b"\r\n\r\n"
+    status, seconds = await _raw_status(h.gateway, head)
+    return status == 431, f"answer {status} after {seconds:.2f} s"
+
+
+async def token_flood(h: Hostile) -> tuple[bool, str]:
+    """Item 16: random bearer tokens, well-formed and malformed; Postgres transactions counted."""
+    db = h.fs.env["EXT_DATABASE_URL"]
+    conn = await asyncpg.connect(db)
+    try:
+        q = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        before = int(await conn.fetchval(q))
+        statuses: Counter[int] = Counter()
+        n = 2000
+
+        async def one(client: httpx.AsyncClient, i: int) -> None:
+            token = "ext_" + secrets.token_urlsafe(32) if i % 2 else secrets.token_hex(200)
+            resp = await client.get(
+                f"/api/ext/{VICTIM_EXT}/hello", headers={"authorization": f"Bearer {token}"}
+            )
+            statuses[resp.status_code] += 1
+
+        async with httpx.AsyncClient(base_url=h.gateway, timeout=30.0) as client:
+            for start in range(0, n, 32):
+                await asyncio.gather(*(one(client, i) for i in range(start, min(n, start + 32))))
+        await asyncio.sleep(1.5)  # pg_stat counters are flushed by backends at most every second
+        queries = int(await conn.fetchval(q)) - before
+    finally:
+        await conn.close()
+    # Half the tokens are malformed (no query is due) and each well-formed one is new (one lookup).
+    ok = statuses.get(401, 0) == n and queries <= n // 2 + 50
+    return ok, f"{dict(statuses)} for {n} random tokens; {queries} Postgres transactions"
+
+
+async def spin_flood(h: Hostile) -> tuple[bool, str]:
+    """Item 13: 90 concurrent spinning guests of one tenant, twice over."""
+    statuses: Counter[str] = Counter()
+
+    async def one(client: httpx.AsyncClient) -> None:
+        try:
+            resp = await client.get(f"/api/ext/{ATTACKER_EXT}/loop")
+            statuses[str(resp.status_code)] += 1
+        except httpx.HTTPError as exc:
+            statuses[type(exc).__name__] += 1
+
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(
+        base_url=h.gateway,
+        headers={"authorization": f"Bearer {h.attacker_token}"},
+        timeout=60.0,
+        limits=limits,
+    ) as client:
+        for _ in range(2):
+            await asyncio.gather(*(one(client) for _ in range(90)))
+    drained = await _runner_idle(h, within_s=ATTACK_TIMEOUT_MS / 1000 + 2.0)
+    ok = set(statuses) <= {"503", "504"} and drained
+    return ok, f"attacker got {dict(statuses)}; runner idle after the flood: {drained}"
+
+
+async def _runner_idle(h: Hostile, *, within_s: float) -> bool:
+    runner = h.fs.env["EXT_RUNNER_URL"].split(",")[0]
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(base_url=runner, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            resp = await client.get("/healthz")
+            if resp.status_code == 200 and resp.json().get("admitted", 1) == 0:
+                return True
+            await asyncio.sleep(0.05)
+    return False
+
+
+async def deadline(h: Hostile) -> tuple[bool, str]:
+    """Item 14: a spinning guest with a 1 s deadline; the answer must come within 1.1 s."""
+    late: list[float] = []
+    async with h.tenant_client(h.attacker_token, timeout=30.0) as client:
+        for _ in range(10):
+            t0 = time.perf_counter()
+            await client.get(f"/api/ext/{ATTACKER_EXT}/loop")
+            late.append((time.perf_counter() - t0) * 1e3 - ATTACK_TIMEOUT_MS)
+    late.sort()
+    return late[-1] <= 100.0, f"answer - deadline ms: p50 {late[5]:.0f}, max {late[-1]:.0f}"
+
+
+async def traversal(h: Hostile) -> tuple[bool, str]:
+    """Item 7: `..` out of an extension UI path to the runner's /metrics and /healthz."""
+    base = f"/ext-ui/{ATTACKER_EXT}/{h.attacker_hash}"
+    variants = [
+        f"{base}/../../../metrics",
+        f"{base}/%2e%2e/%2e%2e/%2e%2e/metrics",
+        f"{base}/%2E%2E/%2E%2E/%2E%2E/healthz",
+        f"{base}/..%2f..%2f..%2fmetrics",
+        f"{base}/%252e%252e/%252e%252e/%252e%252e/metrics",
+        f"{base}/..\\..\\..\\metrics",
+    ]
+    leaked = []
+    for path in variants:
+        head = f"GET {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {h.attacker_token}\r\n\r\n".encode()
+        host, port = _addr(h.gateway)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(head)
+        data = b""
+        try:
+            async with asyncio.timeout(10):
+                while b"\r\n\r\n" not in data or len(data) < 4096:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except TimeoutError:
+            pass
+        writer.close()
+        if b" 200 " in data.split(b"\r\n", 1)[0] and (b"runner_" in data or b"admitted" in data):
+            leaked.append(path)
+    return not leaked, f"{len(leaked)}/{len(variants)} variants reached the runner's own routes"
+
+
+async def unencrypted_payload(h: Hostile) -> tuple[bool, str]:
+    """Item 4: a Temporal client without the codec starts CreateToken with the admin scope."""
+    token = "ext_" + secrets.token_urlsafe(32)
+    client = await Client.connect(h.fs.env["EXT_TEMPORAL_ADDRESS"])
+    await client.start_workflow(
+        CREATE_TOKEN_WORKFLOW,
+        {
+            "token_id": str(uuid.uuid4()),
+            "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+            "scopes": ["admin"],
+            "tenant_id": None,
+            "name": "forged",
+            "actor": "attacker",
+        },
+        id=f"forged-{uuid.uuid4().hex}",
+        task_queue=CONTROL_TASK_QUEUE,
+        execution_timeout=timedelta(seconds=30),
+    )
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=h.fs.env["EXT_API_URL"], timeout=10) as api:
+        while time.monotonic() < deadline:
+            resp = await api.get("/v1/installs", headers={"authorization": f"Bearer {token}"})
+            if resp.status_code == 200:
+                return False, "the forged admin token works"
+            await asyncio.sleep(0.5)
+    return True, "the forged token never became valid (10 s)"
+
+
+async def idempotency_reuse(h: Hostile) -> tuple[bool, str]:
+    """Item 17: one Idempotency-Key, two different config changes."""
+    key = f"bench-{uuid.uuid4().hex}"
+    path = f"/v1/tenants/{VICTIM}/installs/{VICTIM_EXT}/config"
+    async with h.fs.api() as api:
+        first = await api.put(path, json={"config": {"a": "1"}}, headers={"idempotency-key": key})
+        second = await api.put(path, json={"config": {"a": "2"}}, headers={"idempotency-key": key})
+    return (
+        second.status_code == 422,
+        f"first {first.status_code}, reused key with another body {second.status_code}",
+    )
+
+
+async def unknown_install(h: Hostile) -> tuple[bool, str]:
+    """Item 18: installs of unpublished or malformed names, config of a missing install."""
+    names = [f"com.nosuch.x{uuid.uuid4().hex[:6]}", "Not A Name", f"com.nosuch.y{uuid.uuid4().hex[:6]}"]
+    codes = []
+    async with h.fs.api() as api:
+        for name in names:
+            r = await api.post(
+                f"/v1/tenants/{ATTACKER}/installs", json={"extension": name, "version": "1.0.0"}
+            )
+            codes.append(r.status_code)
+        r = await api.put(f"/v1/tenants/{ATTACKER}/installs/{names[2]}/config", json={"config": {"a": "b"}})
+        codes.append(r.status_code)
+    client = await h.fs.temporal()
+    running = 0
+    async for _ in client.list_workflows(
+        f"WorkflowId STARTS_WITH 'install/{ATTACKER}/com.nosuch' AND ExecutionStatus = 'Running'"
+    ):
+        running += 1
+    return running == 0 and all(
+        400 <= c < 500 for c in codes
+    ), f"answers {codes}; {running} install workflows left running"
+
+
+async def nul_query(h: Hostile) -> tuple[bool, str]:
+    """Item 19: NUL in query parameters of the operator API's read routes."""
+    paths = [
+        "/v1/audit?tenant=a%00b",
+        "/v1/audit?extension=a%00b",
+        f"/v1/tenants/{VICTIM}/executions?extension=a%00b",
+        "/v1/installs?tenant=a%00b",
+        "/v1/debug-sessions?tenant=a%00b",
+        "/v1/debug-sessions?extension=a%00b",
+        "/v1/extensions/a%00b/versions",
+        "/v1/extensions/a%00b/versions/1.0.0",
+        f"/v1/tenants/{VICTIM}/installs/a%00b",
+    ]
+    codes = {}
+    async with h.fs.api() as api:
+        for p in paths:
+            codes[p] = (await api.get(p)).status_code
+    bad = {p: c for p, c in codes.items() if c >= 500}
+    return not bad, f"{len(bad)}/{len(paths)} routes answered 5xx {sorted(set(bad.values()))}"
+
+
+async def debug_after_revoke(h: Hostile) -> tuple[bool, str]:
+    """Item 10: a debug stream whose token is revoked (by SQL, the only way today) must end."""
+    conn = await asyncpg.connect(h.fs.env["EXT_DATABASE_URL"])
+    async with h.fs.api() as api:
+        resp = await api.post(
+            "/v1/tokens", json={"tenant_id": ATTACKER, "scopes": ["ext:debug"], "name": "dbg"}
+        )
+        resp.raise_for_status()
+        token, token_id = resp.json()["token"], resp.json()["token_id"]
+    t_revoke = 0.0
+    ended_after: float | None = None
+    try:
+        async with httpx.AsyncClient(base_url=h.gateway, timeout=httpx.Timeout(10.0, read=60.0)) as client:
+            async with client.stream(
+                "GET",
+                "/api/ext-debug/stream",
+                params={"extension": ATTACKER_EXT},
+                headers={"authorization": f"Bearer {token}"},
+            ) as stream:
+                if stream.status_code != 200:
+                    return False, f"stream did not open: {stream.status_code}"
+                await conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = $1::uuid", token_id)
+                t_revoke = time.perf_counter()
+                try:
+                    async with asyncio.timeout(45):
+                        async for _ in stream.aiter_lines():
+                            pass
+                    ended_after = time.perf_counter() - t_revoke
+                except TimeoutError:
+                    ended_after = None
+    finally:
+        await conn.close()
+    if ended_after is None:
+        return False, "the stream still ran 45 s after its token was revoked"
+    return ended_after <= 30.0, f"stream ended {ended_after:.1f} s after the revocation"
+
+
+async def leak_scan(h: Hostile) -> tuple[bool, str]:
+    """Items 1-2: a secret set (and one refused), then every log of the stack grepped for it,
+    for the tokens and for the master keys."""
+    value = "s3cr3t-" + secrets.token_hex(12)
+    async with h.fs.api() as api:
+        await api.put(
+            f"/v1/tenants/{VICTIM}/installs/{VICTIM_EXT}/secrets", json={"secrets": {"api_key": value}}
+        )
+        await api.put(
+            f"/v1/tenants/{VICTIM}/installs/{VICTIM_EXT}/secrets", json={"secrets": {"bad\u0000name": value}}
+        )
+        await api.put(
+            f"/v1/tenants/{VICTIM}/installs/{VICTIM_EXT}/config", json={"config": {"x": value + "\u0000"}}
+        )
+    needles = {
+        "secret": value,
+        "admin token": h.fs.env["EXT_ADMIN_TOKEN"],
+        "victim token": h.victim_token,
+        "attacker token": h.attacker_token,
+    }
+    for part in h.fs.state()["secrets"]["master_keys"].split(","):
+        needles[f"master key {part.split(':')[0]}"] = part.split(":", 1)[-1]
+    found: list[str] = []
+    for path in sorted((h.fs.root / "logs").glob("*.log")):
+        text = path.read_text(errors="replace")
+        found += [f"{what} in {path.name}" for what, needle in needles.items() if needle and needle in text]
+    return not found, "; ".join(
+        found
+    ) if found else f"no secret, token or key in {len(needles)} needles x logs"
+
+
+ATTACKS: list[tuple[str, str, Attack]] = [
+    ("header_bomb", "15", header_bomb),
+    ("token_flood", "16", token_flood),
+    ("spin_flood", "13", spin_flood),
+    ("deadline", "14", deadline),
+    ("traversal", "7", traversal),
+    ("unencrypted_payload", "4", unencrypted_payload),
+    ("idempotency_reuse", "17", idempotency_reuse),
+    ("unknown_install", "18", unknown_install),
+    ("nul_query", "19", nul_query),
+    ("debug_after_revoke", "10", debug_after_revoke),
+    ("leak_scan", "1,2", leak_scan),
+]
