@@ -6,7 +6,8 @@ components (compile vs deserialize of the Python sample, memory per loaded compo
 bare wasmtime-py, first call, RSS, ASGI and HTTP), gateway (hop transport, limiter round trip, end-to-end
 req/s vs bare uvicorn), debug_stream (execute with the Redis debug sink vs memory, log-to-SSE delay),
 control_plane (publish and install vs an empty one-activity workflow), load, and hostile (issue 11's
-attacks against a full stack while another tenant's benign call is timed; bench/hostile.py). Then prints ONE table (figure, value, baseline, ratio) and writes it to
+attacks against a full stack while another tenant's benign call is timed; bench/hostile.py).
+Then prints ONE table (figure, value, baseline, ratio) and writes it to
 bench/results/latest.json. Each module's detailed report stays `python -m bench.<name>`.
 
     python -m bench [--only installs,components] [--skip control_plane] [--quick] [--out PATH]
