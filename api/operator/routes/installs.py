@@ -20,6 +20,7 @@ from temporalio.client import Client
 from api.auth import Principal, PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
+from api.operator.params import CheckParams
 from core.codec import seal_secrets
 from core.errors import InvalidInput, NotFound, Unavailable
 from core.storable import require_storable_config
@@ -29,7 +30,7 @@ from schema.payloads.install import InstallChangeResult, InstallOperation, Insta
 from schema.payloads.secrets import SealedSecrets
 from schema.temporal import install_workflow_id
 
-router = APIRouter(tags=["installs"])
+router = APIRouter(tags=["installs"], dependencies=[CheckParams])
 
 READ_SCOPES = ("ext:read", "installs:manage")
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
