@@ -2,15 +2,16 @@
 
 `submit` is the one path every install route takes: scope and tenant checks; text the registry cannot
 store refused at once; secrets sealed (core.codec.seal_secrets) so no plaintext enters Temporal; the
-request id taken from the caller's Idempotency-Key (or a fresh uuid); the change vetted against the
-registry (install_checks) so one that cannot apply starts no workflow; then update-with-start.
+request id taken from the caller's Idempotency-Key (or a fresh uuid) and bound to a fingerprint of
+the change (api/operator/fingerprint.py); the change vetted against the registry (install_checks) so
+one that cannot apply starts no workflow; then update-with-start.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from temporalio.client import Client
@@ -18,6 +19,7 @@ from temporalio.client import Client
 from api.auth import Principal
 from api.operator import control, install_checks
 from api.operator.deps import Resources
+from api.operator.fingerprint import fingerprint
 from core.codec import seal_secrets
 from core.errors import InvalidInput, Unavailable
 from core.storable import require_storable_config
@@ -90,6 +92,10 @@ async def submit(
         rate_limit_rps=change.rate_limit_rps,
         rate_limit_burst=change.rate_limit_burst,
         debug_enabled=change.debug_enabled,
+    )
+    # What the request id is bound to: the workflow refuses the id with another fingerprint (422).
+    request = replace(
+        request, fingerprint=fingerprint(request, secrets=change.secrets, keyring=resources.keyring)
     )
     await install_checks.check_change(
         await resources.pool(), client, tenant_id, extension, request, keyed=key is not None
