@@ -89,6 +89,13 @@ async def test_changing_what_is_not_installed_starts_nothing(
             assert out["error"] == code, (name, method, path, out)
             if code == "not_found":
                 assert f"{name} is not installed in tenant" in out["message"], out
+    # With an Idempotency-Key the API first asks the entity whether it remembers the key: there is none.
+    keyed = {**ADMIN, "idempotency-key": "k-" + uuid.uuid4().hex}
+    resp = await api.put(
+        f"/v1/tenants/{tenant}/installs/{published}/config", json={"config": {}}, headers=keyed
+    )
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), resp.text
+    await assert_no_workflow(temporal_client, install_workflow_id(tenant, published))
 
 
 async def test_an_upgrade_to_a_version_that_does_not_exist_is_refused_up_front(
