@@ -93,6 +93,19 @@ async def list_extensions(pool: asyncpg.Pool) -> list[ExtensionSummary]:
     ]
 
 
+async def install_exists(pool: asyncpg.Pool, tenant_id: str, extension: str) -> bool:
+    """Whether `extension` is installed in `tenant_id` (any status): the operator API asks before it
+    sends a change that would otherwise start an install workflow for nothing."""
+    async with map_db_errors():
+        found = await pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM installs i JOIN extensions e ON e.id = i.extension_id
+                              WHERE i.tenant_id = $1 AND e.name = $2)""",
+            tenant_id,
+            extension,
+        )
+    return bool(found)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExecutionRecord:
     """One execution_log row: a tenant call as the gateway recorded it (never its content)."""

@@ -16,6 +16,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INVALID_REQUEST = "invalid_request"
     INVALID_CONFIG = "invalid_config"
+    # An Idempotency-Key sent again with another operation or body (422): the first request's key.
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     # signatures and trust
     SIGNATURE_INVALID = "signature_invalid"
     UNTRUSTED_KEY = "untrusted_key"

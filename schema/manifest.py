@@ -36,6 +36,8 @@ EGRESS_RE = rf"^(?:\*\.)?(?:{HOST_LABEL}\.)+{TLD_LABEL}$"
 PATH_SEGMENT_RE = re.compile(r"^(?::[a-zA-Z_][a-zA-Z0-9_]*|[A-Za-z0-9._~!$&'()*+,;=@-]+)$")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
+MAX_NAME_CHARS = 200
+MAX_VERSION_CHARS = 128
 MAX_TIMEOUT_MS = 300_000
 MAX_MEMORY_MB = 4096
 MAX_ENDPOINTS = 256
@@ -43,6 +45,20 @@ MAX_MANIFEST_BYTES = 256 * 1024
 MAX_CONFIG_SCHEMA_DEPTH = 64
 
 RUNTIME = "wasm-component@1"
+
+# ASCII: Python's \d would also match other scripts' digits, which the manifest's validator refuses.
+_NAME = re.compile(NAME_RE, re.ASCII)
+_SEMVER = re.compile(SEMVER_RE, re.ASCII)
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` is a name a manifest may have (so an extension could be published under it)."""
+    return len(name) <= MAX_NAME_CHARS and _NAME.fullmatch(name) is not None
+
+
+def valid_version(version: str) -> bool:
+    """Whether `version` is a version a manifest may have (semver, at most MAX_VERSION_CHARS)."""
+    return len(version) <= MAX_VERSION_CHARS and _SEMVER.fullmatch(version) is not None
 
 
 class _Strict(BaseModel):
@@ -115,9 +131,11 @@ class Limits(_Strict):
 class Manifest(_Strict):
     """Validated `manifest.json`. Field order and names follow CONTRACT.md."""
 
-    name: Annotated[str, Field(pattern=NAME_RE, max_length=200, description="reverse-domain extension id")]
+    name: Annotated[
+        str, Field(pattern=NAME_RE, max_length=MAX_NAME_CHARS, description="reverse-domain extension id")
+    ]
     publisher: Annotated[str, Field(pattern=PUBLISHER_RE)]
-    version: Annotated[str, Field(pattern=SEMVER_RE, max_length=128)]
+    version: Annotated[str, Field(pattern=SEMVER_RE, max_length=MAX_VERSION_CHARS)]
     runtime: Literal["wasm-component@1"]
     capabilities: Annotated[list[Capability], Field(max_length=len(Capability))] = []
     api: Api | None = None

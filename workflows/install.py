@@ -16,6 +16,10 @@ Invariants:
   * at most one change of an install runs at any time (asyncio.Lock; updates queue in arrival order);
   * a request id is applied once: a repeated Update returns the first result (state.completed, carried
     over continue-as-new), and the child workflow id is derived from the request id;
+  * a request id is bound to the fingerprint of the request that first ran under it (state.fingerprints,
+    set when that request takes the lock, dropped if its change is refused): the same id with another
+    fingerprint is refused with idempotency_key_reused, by the validator when the binding is already
+    known and by the handler when it appeared while the request waited for the lock;
   * the run continues as new after `max_changes_per_run` changes or when Temporal suggests it, once every
     handler has finished.
 Compensation: none here: each child is one registry transaction plus idempotent follow-ups; a refused
@@ -51,6 +55,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.install_change import InstallChangeWorkflow
 
 IDLE_TIMEOUT = timedelta(days=1)
+# Refusing a reused request id in the handler is new logic: histories of older workers returned the
+# remembered result there instead (their requests carried no fingerprint, so none differ on replay).
+FINGERPRINT_PATCH = "idempotency-fingerprint"
 MAX_CHANGES_PER_RUN = 200
 REMEMBERED_REQUESTS = 500
 
@@ -70,6 +77,7 @@ class InstallWorkflow:
         self._completed = dict(state.completed)
         self._order = list(state.order)
         self._changes = state.changes
+        self._fingerprints = dict(state.fingerprints)
         self._run_changes = 0
         self._max_changes = inp.max_changes_per_run or MAX_CHANGES_PER_RUN
         self._activity = 0  # bumped by every finished change; the idle timer restarts on it
@@ -106,7 +114,12 @@ class InstallWorkflow:
         return self._run_changes >= self._max_changes or workflow.info().is_continue_as_new_suggested()
 
     def _state(self) -> InstallState:
-        return InstallState(completed=dict(self._completed), order=list(self._order), changes=self._changes)
+        return InstallState(
+            completed=dict(self._completed),
+            order=list(self._order),
+            changes=self._changes,
+            fingerprints=dict(self._fingerprints),
+        )
 
     @workflow.query(name=INSTALL_STATE_QUERY)
     def state(self) -> InstallState:
@@ -114,11 +127,15 @@ class InstallWorkflow:
 
     @workflow.update(name=INSTALL_APPLY_UPDATE)
     async def apply(self, req: InstallRequest) -> InstallChangeResult:
+        self._refuse_reuse(req)
         if req.request_id in self._completed:
             return self._completed[req.request_id]
         async with self._lock:
+            self._refuse_reuse(req)  # another request with this id may have run while this one waited
             if req.request_id in self._completed:  # the same request was queued twice
                 return self._completed[req.request_id]
+            if req.fingerprint:
+                self._fingerprints[req.request_id] = req.fingerprint
             try:
                 result = await workflow.execute_child_workflow(
                     InstallChangeWorkflow.run,
@@ -134,6 +151,8 @@ class InstallWorkflow:
                     ),
                 )
             except ChildWorkflowError as err:
+                # A refused change is not remembered (a retry runs again), so its id binds nothing.
+                self._fingerprints.pop(req.request_id, None)
                 raise fail(*failure_code(err)) from None
             finally:
                 self._activity += 1
@@ -146,6 +165,14 @@ class InstallWorkflow:
         problem = _problem(req)
         if problem:
             raise fail(ErrorCode.INVALID_REQUEST, problem)
+        differs = _differs(self._fingerprints.get(req.request_id), req.fingerprint)
+        if differs:
+            raise fail(ErrorCode.IDEMPOTENCY_KEY_REUSED, _reused_message(differs))
+
+    def _refuse_reuse(self, req: InstallRequest) -> None:
+        differs = _differs(self._fingerprints.get(req.request_id), req.fingerprint)
+        if differs and workflow.patched(FINGERPRINT_PATCH):
+            raise fail(ErrorCode.IDEMPOTENCY_KEY_REUSED, _reused_message(differs))
 
     def _remember(self, request_id: str, result: InstallChangeResult) -> None:
         self._completed[request_id] = result
@@ -153,7 +180,28 @@ class InstallWorkflow:
         self._changes += 1
         self._run_changes += 1
         while len(self._order) > REMEMBERED_REQUESTS:
-            self._completed.pop(self._order.pop(0), None)
+            evicted = self._order.pop(0)
+            self._completed.pop(evicted, None)
+            self._fingerprints.pop(evicted, None)
+
+
+def _differs(first: dict[str, str] | None, again: dict[str, str]) -> list[str]:
+    """The parts (fingerprint keys) in which `again` differs from the request that first used its id; a
+    part only one of them sets differs. Nothing differs when either has no fingerprint (older clients
+    and histories send none)."""
+    if not first or not again:
+        return []
+    differs = sorted(part for part in first.keys() | again.keys() if first.get(part) != again.get(part))
+    # Another operation takes other parts anyway: naming them too would only confuse.
+    return ["operation"] if "operation" in differs else differs
+
+
+def _reused_message(differs: list[str]) -> str:
+    # Part names only: the digests say nothing useful and the values are not here to echo.
+    return (
+        f"this Idempotency-Key was first used for a request with another {', '.join(differs)}; "
+        "send a new request with a new key"
+    )
 
 
 def _problem(req: InstallRequest) -> str:

@@ -16,9 +16,11 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
+    WorkflowQueryRejectedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
+    QueryRejectCondition,
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
@@ -26,13 +28,20 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import WorkflowFailed, map_temporal_errors
 from api.operator.settings import OperatorSettings
 from core.errors import Unavailable
 from schema.errors import ErrorCode
-from schema.payloads.install import InstallChangeResult, InstallInput, InstallRequest
-from schema.temporal import INSTALL_APPLY_UPDATE, SearchAttribute, WorkflowType, install_workflow_id
+from schema.payloads.install import InstallChangeResult, InstallInput, InstallRequest, InstallState
+from schema.temporal import (
+    INSTALL_APPLY_UPDATE,
+    INSTALL_STATE_QUERY,
+    SearchAttribute,
+    WorkflowType,
+    install_workflow_id,
+)
 
 T = TypeVar("T")
 RPC_TIMEOUT = timedelta(seconds=15)
@@ -152,6 +161,31 @@ async def apply_install_change(
             await _settle(op)
             raise
     return result
+
+
+async def install_remembers(client: Client, tenant_id: str, extension: str, request_id: str) -> bool:
+    """Whether the running install entity has completed `request_id` (so a retry with that
+    Idempotency-Key gets its first answer although the install may be gone since, e.g. uninstalled).
+
+    A closed or never started entity remembers nothing: its next update-with-start begins afresh.
+    """
+    workflow_id = install_workflow_id(tenant_id, extension)
+    handle = client.get_workflow_handle(workflow_id)
+    async with map_temporal_errors(workflow_id=workflow_id):
+        try:
+            state = await handle.query(
+                INSTALL_STATE_QUERY,
+                result_type=InstallState,
+                reject_condition=QueryRejectCondition.NOT_OPEN,
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        except WorkflowQueryRejectedError:
+            return False
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+    return isinstance(state, InstallState) and request_id in state.completed
 
 
 async def _settle(op: WithStartWorkflowOperation[Any, Any]) -> None:

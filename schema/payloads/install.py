@@ -41,7 +41,10 @@ class InstallOperation(StrEnum):
 @dataclass(frozen=True, kw_only=True)
 class InstallRequest:
     """One change. `request_id` is the idempotency key: the same id again returns the first result
-    (the API derives it from an Idempotency-Key header, or a fresh uuid).
+    (the API derives it from an Idempotency-Key header, or a fresh uuid). `fingerprint` binds the id to
+    what it first asked for: part name -> digest (api/operator/fingerprint.py); the same id with a
+    different fingerprint is refused with `idempotency_key_reused`. An empty fingerprint (a client that
+    sends none) is never compared.
 
     Fields by operation: install/upgrade: `version` (required); rollback: `version` optional (default:
     the previous version in install_history); install: optional `config` and `secrets`; set_config:
@@ -59,6 +62,7 @@ class InstallRequest:
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
     debug_enabled: bool | None = None
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +95,8 @@ class InstallState:
     # Request ids in completion order, to evict the oldest.
     order: list[str] = field(default_factory=list)
     changes: int = 0
+    # Fingerprints of the remembered request ids that carried one (InstallRequest.fingerprint).
+    fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

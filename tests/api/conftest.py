@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import token_hash
 from api.operator.app import create_app
@@ -32,7 +33,7 @@ from core.codec import data_converter
 from core.crypto import Keyring
 from core.temporal import connect_temporal
 from schema.temporal import compile_task_queue_for
-from tests.workflows.helpers import Signer, build_bundle, fixed_keyring, manifest
+from tests.workflows.helpers import Signer, build_bundle, fixed_keyring, manifest, unique_name
 from workflows.worker import build_workers, running_workers
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -209,3 +210,42 @@ async def trust_via_api(api: httpx.AsyncClient, signer: Signer) -> dict[str, obj
     assert resp.status_code == 200, resp.text
     body: dict[str, object] = resp.json()
     return body
+
+
+async def publish(api: httpx.AsyncClient, tmp: Path, signer: Signer, name: str, version: str) -> None:
+    bundle = signed_bundle(tmp, signer, name, version)
+    resp = await api.post("/v1/bundles", content=bundle.data, headers=bundle.headers())
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture
+async def published(api: httpx.AsyncClient, worker: None, tmp_path: Path) -> str:
+    signer = Signer("acme")
+    await trust_via_api(api, signer)
+    name = unique_name()
+    for version in ("1.0.0", "1.1.0"):
+        await publish(api, tmp_path, signer, name, version)
+    return name
+
+
+@pytest.fixture
+async def tenant(temporal_client: Client) -> AsyncIterator[str]:
+    t = f"t-{uuid.uuid4().hex[:10]}"
+    yield t
+    # The install entity workflows are long-lived: end them with the test.
+    async for wf in temporal_client.list_workflows(f"WorkflowId STARTS_WITH 'install/{t}/'"):
+        try:
+            await temporal_client.get_workflow_handle(wf.id).terminate("test finished")
+        except RPCError:
+            pass
+
+
+async def assert_no_workflow(client: Client, workflow_id: str) -> None:
+    """Temporal has no workflow with this id, running or closed (describe reads it by id, so unlike a
+    visibility listing it is never behind)."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        assert exc.status == RPCStatusCode.NOT_FOUND, exc
+        return
+    raise AssertionError(f"workflow {workflow_id} exists: {desc.status}")

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from api.auth import PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep
+from api.operator.params import CheckParams
 from registry import read
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], dependencies=[CheckParams])
 
 
 class AuditOut(BaseModel):

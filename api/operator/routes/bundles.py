@@ -27,6 +27,7 @@ from api.auth import PrincipalDep
 from api.errors import WorkflowFailed
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
+from api.operator.params import CheckParams
 from api.operator.settings import OperatorSettings
 from core.errors import InvalidInput
 from core.staging import StagingWriter, new_upload_id, staging_key_of, staging_path
@@ -34,7 +35,7 @@ from schema.errors import ErrorCode
 from schema.payloads.publish import PublishInput, PublishResult
 from schema.temporal import WorkflowType, publish_workflow_id
 
-router = APIRouter(tags=["bundles"])
+router = APIRouter(tags=["bundles"], dependencies=[CheckParams])
 
 _HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_SIGNATURE_BYTES = 16 * 1024

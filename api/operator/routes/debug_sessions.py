@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from api.auth import PrincipalDep
 from api.operator.deps import PoolDep
+from api.operator.params import CheckParams
 from registry import read_debug
 
-router = APIRouter(tags=["debug"])
+router = APIRouter(tags=["debug"], dependencies=[CheckParams])
 
 
 class DebugSessionOut(BaseModel):

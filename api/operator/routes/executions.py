@@ -18,9 +18,10 @@ from pydantic import BaseModel
 
 from api.auth import PrincipalDep
 from api.operator.deps import PoolDep
+from api.operator.params import CheckParams
 from registry import read_operator
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], dependencies=[CheckParams])
 
 
 class ExecutionOut(BaseModel):

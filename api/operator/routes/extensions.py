@@ -10,10 +10,11 @@ from pydantic import BaseModel
 
 from api.auth import PrincipalDep
 from api.operator.deps import PoolDep
+from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read, read_operator
 
-router = APIRouter(tags=["extensions"])
+router = APIRouter(tags=["extensions"], dependencies=[CheckParams])
 
 READ_SCOPES = ("ext:read", "installs:manage", "registry:publish")
 

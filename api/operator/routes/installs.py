@@ -1,15 +1,13 @@
 """Installs of one extension in one tenant: reads from the registry, changes through the install entity
 workflow (update-with-start, schema.payloads.install). Tenant tokens act only on their own tenant.
 
-Every change accepts an `Idempotency-Key` header: the same key again returns the first result.
-Secrets are sealed here (core.codec.seal_secrets) before they enter Temporal and are never echoed back:
-responses carry only their key names and version.
+Every change goes through `api.operator.changes.submit` and accepts an `Idempotency-Key` header: the
+same key again returns the first result. Secrets are sealed before they enter Temporal and are never
+echoed back: responses carry only their key names and version.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,21 +16,19 @@ from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import Client
 
 from api.auth import Principal, PrincipalDep
-from api.operator import control
+from api.operator import changes, control
+from api.operator.changes import Change
 from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
-from core.codec import seal_secrets
-from core.errors import InvalidInput, NotFound, Unavailable
-from core.storable import require_storable_config
+from api.operator.params import CheckParams
+from core.errors import NotFound
 from registry import read
-from schema.jsontext import unstorable
-from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
-from schema.payloads.secrets import SealedSecrets
+from schema.payloads.install import InstallOperation
 from schema.temporal import install_workflow_id
 
-router = APIRouter(tags=["installs"])
+router = APIRouter(tags=["installs"], dependencies=[CheckParams])
 
 READ_SCOPES = ("ext:read", "installs:manage")
-_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+Op = InstallOperation
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
 
 
@@ -117,60 +113,22 @@ class InstallOut(BaseModel):
     history: list[HistoryOut] | None = None
 
 
-def _request_id(key: str | None) -> str:
-    if key is None:
-        return uuid.uuid4().hex
-    if not _KEY_RE.fullmatch(key):
-        raise InvalidInput("Idempotency-Key must be 1..128 characters of [A-Za-z0-9._:-]")
-    return key
-
-
 async def _change(
     principal: Principal,
     client: Client,
     resources: Resources,
     tenant: str,
     extension: str,
-    request: InstallRequest,
+    key: str | None,
+    change: Change,
 ) -> ChangeOut:
-    principal.require("installs:manage")
-    principal.require_tenant(tenant)
-    settings = resources.settings
-    result: InstallChangeResult = await control.apply_install_change(
-        client, settings, tenant, extension, request
-    )
+    request, result = await changes.submit(principal, client, resources, tenant, extension, key, change)
     workflow_id = result.workflow_id or install_workflow_id(tenant, extension)
     return ChangeOut(
         **{k: getattr(result, k) for k in ChangeOut.model_fields if hasattr(result, k)},
-        ui_url=control.ui_url(settings, workflow_id),
+        ui_url=control.ui_url(resources.settings, workflow_id),
         secret_keys=request.secrets.key_names if request.secrets else None,
     )
-
-
-def _seal(resources: Resources, secrets: dict[str, str]) -> SealedSecrets:
-    if resources.keyring is None:
-        raise Unavailable("the operator API has no master keyring (EXT_MASTER_KEYS); cannot seal secrets")
-    return seal_secrets(resources.keyring, secrets)
-
-
-def _checked_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Refuse what Postgres cannot store here (400 invalid_config), not after a workflow started: the
-    registry write would refuse it too, but only once the caller is already waiting on the change."""
-    if config is not None:
-        require_storable_config(config)
-    return config
-
-
-def _checked_secret_names(secrets: dict[str, str]) -> dict[str, str]:
-    # Names are stored in clear (secret_keys); values are sealed, so any text is fine there.
-    unfit = unstorable(list(secrets))
-    if unfit is not None:
-        raise InvalidInput(f"a secret name {unfit[1]}")
-    return secrets
-
-
-def _req(principal: Principal, key: str | None, operation: InstallOperation, **kw: Any) -> InstallRequest:
-    return InstallRequest(request_id=_request_id(key), operation=operation, actor=principal.actor, **kw)
 
 
 @router.post("/tenants/{tenant}/installs", response_model=ChangeOut)
@@ -183,18 +141,8 @@ async def install(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """Install `extension@version` (a no-op when already at that version)."""
-    principal.require("installs:manage")
-    principal.require_tenant(tenant)
-    sealed = _seal(resources, _checked_secret_names(body.secrets)) if body.secrets else None
-    req = _req(
-        principal,
-        idempotency_key,
-        InstallOperation.INSTALL,
-        version=body.version,
-        config=_checked_config(body.config),
-        secrets=sealed,
-    )
-    return await _change(principal, client, resources, tenant, body.extension, req)
+    change = Change(operation=Op.INSTALL, version=body.version, config=body.config, secrets=body.secrets)
+    return await _change(principal, client, resources, tenant, body.extension, idempotency_key, change)
 
 
 @router.post("/tenants/{tenant}/installs/{name}/upgrade", response_model=ChangeOut)
@@ -207,8 +155,8 @@ async def upgrade(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    req = _req(principal, idempotency_key, InstallOperation.UPGRADE, version=body.version)
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.UPGRADE, version=body.version)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.post("/tenants/{tenant}/installs/{name}/rollback", response_model=ChangeOut)
@@ -222,8 +170,8 @@ async def rollback(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """Back to the previous version, or to `version`."""
-    req = _req(principal, idempotency_key, InstallOperation.ROLLBACK, version=body.version or "")
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.ROLLBACK, version=body.version or "")
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.post("/tenants/{tenant}/installs/{name}/enable", response_model=ChangeOut)
@@ -235,8 +183,9 @@ async def enable(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    req = _req(principal, idempotency_key, InstallOperation.ENABLE)
-    return await _change(principal, client, resources, tenant, name, req)
+    return await _change(
+        principal, client, resources, tenant, name, idempotency_key, Change(operation=Op.ENABLE)
+    )
 
 
 @router.post("/tenants/{tenant}/installs/{name}/disable", response_model=ChangeOut)
@@ -248,8 +197,9 @@ async def disable(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    req = _req(principal, idempotency_key, InstallOperation.DISABLE)
-    return await _change(principal, client, resources, tenant, name, req)
+    return await _change(
+        principal, client, resources, tenant, name, idempotency_key, Change(operation=Op.DISABLE)
+    )
 
 
 @router.delete("/tenants/{tenant}/installs/{name}", response_model=ChangeOut)
@@ -261,8 +211,8 @@ async def uninstall(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    req = _req(principal, idempotency_key, InstallOperation.UNINSTALL)
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.UNINSTALL)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.put("/tenants/{tenant}/installs/{name}/config", response_model=ChangeOut)
@@ -276,8 +226,8 @@ async def set_config(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """Replace the install's config (validated against the version's config_schema)."""
-    req = _req(principal, idempotency_key, InstallOperation.SET_CONFIG, config=_checked_config(body.config))
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.SET_CONFIG, config=body.config)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.put("/tenants/{tenant}/installs/{name}/secrets", response_model=ChangeOut)
@@ -291,15 +241,8 @@ async def set_secrets(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """Replace the install's secrets; the response names the keys, never the values."""
-    principal.require("installs:manage")
-    principal.require_tenant(tenant)
-    req = _req(
-        principal,
-        idempotency_key,
-        InstallOperation.SET_SECRETS,
-        secrets=_seal(resources, _checked_secret_names(body.secrets)),
-    )
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.SET_SECRETS, secrets=body.secrets)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.put("/tenants/{tenant}/installs/{name}/limits", response_model=ChangeOut)
@@ -313,14 +256,8 @@ async def set_limits(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     """The gateway rate limit of this install; omitted values fall back to the gateway defaults."""
-    req = _req(
-        principal,
-        idempotency_key,
-        InstallOperation.SET_LIMITS,
-        rate_limit_rps=body.rps,
-        rate_limit_burst=body.burst,
-    )
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.SET_LIMITS, rate_limit_rps=body.rps, rate_limit_burst=body.burst)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 @router.put("/tenants/{tenant}/installs/{name}/debug", response_model=ChangeOut)
@@ -335,8 +272,8 @@ async def set_debug(
 ) -> ChangeOut:
     """The operator flag that opens the install's debug stream although its manifest does not grant
     `cap:debug.logs` (the caller still needs a token with `ext:debug`)."""
-    req = _req(principal, idempotency_key, InstallOperation.SET_DEBUG, debug_enabled=body.enabled)
-    return await _change(principal, client, resources, tenant, name, req)
+    change = Change(operation=Op.SET_DEBUG, debug_enabled=body.enabled)
+    return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
 def _install_out(i: read.ResolvedInstall, resources: Resources) -> InstallOut:

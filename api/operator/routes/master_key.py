@@ -19,11 +19,12 @@ from pydantic import BaseModel
 from api.auth import ADMIN, PrincipalDep
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
+from api.operator.params import CheckParams
 from api.operator.routes.bundles import OperationAccepted
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
 from schema.temporal import WorkflowType, manual_rotation_workflow_id
 
-router = APIRouter(tags=["master-key"])
+router = APIRouter(tags=["master-key"], dependencies=[CheckParams])
 
 
 class RotateOut(BaseModel):

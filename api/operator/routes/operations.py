@@ -17,10 +17,11 @@ from api.auth import Principal, PrincipalDep
 from api.errors import map_temporal_errors, workflow_failed
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
+from api.operator.params import CheckParams
 from core.errors import Forbidden
 from schema.errors import ErrorCode
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[CheckParams])
 
 
 class OperationError(BaseModel):

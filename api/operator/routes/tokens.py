@@ -21,11 +21,12 @@ from api.auth import PrincipalDep, token_hash
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
 from api.operator.fields import StorableText
+from api.operator.params import CheckParams
 from core.errors import InvalidInput
 from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW, SCOPES, CreateTokenInput, CreateTokenResult
 from schema.temporal import token_workflow_id
 
-router = APIRouter(tags=["tokens"])
+router = APIRouter(tags=["tokens"], dependencies=[CheckParams])
 
 TOKEN_PREFIX = "ext_"
 

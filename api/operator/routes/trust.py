@@ -19,6 +19,7 @@ from api.auth import Principal, PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep, TemporalDep
 from api.operator.fields import StorableText
+from api.operator.params import CheckParams
 from core.errors import InvalidInput
 from registry import read
 from schema.payloads.common import VersionRef
@@ -31,7 +32,7 @@ from schema.payloads.trust import (
 )
 from schema.temporal import WorkflowType, revoke_key_workflow_id, trust_key_workflow_id
 
-router = APIRouter(tags=["trust"])
+router = APIRouter(tags=["trust"], dependencies=[CheckParams])
 
 
 class AddKeyBody(BaseModel):
