@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,9 +32,13 @@ class CryptoError(ExtplaneError):
 
 @dataclass(frozen=True)
 class Keyring:
-    """Master keys by version; the highest version wraps new data keys."""
+    """Master keys by version; the highest version wraps new data keys. Its repr names the versions
+    only, so a keyring that ends up in a log line or an error shows no key material."""
 
-    keys: dict[int, bytes]
+    keys: dict[int, bytes] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Keyring(versions={sorted(self.keys)})"
 
     @classmethod
     def parse(cls, value: str) -> Keyring:
