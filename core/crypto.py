@@ -3,10 +3,13 @@
     master keyring (env EXT_MASTER_KEYS, versioned)  ──wraps──►  data key per install (AES-256-GCM)
     data key  ──encrypts──►  JSON map of the install's secrets (one ciphertext per secrets version)
 
-Rotating the master key re-wraps every data key; ciphertexts stay as they are. The runner unwraps and
-decrypts per request (with a cache keyed by install and secrets version); nothing else ever holds the
-plaintext. Associated data binds each ciphertext to its install and version, so a ciphertext copied to
-another install or version fails to decrypt.
+Rotating the master key re-wraps every data key; ciphertexts stay as they are. Plaintext exists in two
+places (docs/deploy.md "Who can read secrets"): the worker's `set_secrets` activity, which encrypts a
+new map (it arrives sealed for transit, core.codec) and never decrypts a stored one; and the runner,
+which unwraps and decrypts per request (with a cache keyed by install and secrets version). The worker
+holds the keyring regardless (payload codec, wrapping, rotation), so encrypting elsewhere would not
+change who can decrypt. Associated data binds each ciphertext to its install and version, so a
+ciphertext copied to another install or version fails to decrypt.
 """
 
 from __future__ import annotations
