@@ -1,7 +1,11 @@
 """Secret activities: store a new secrets version, re-wrap data keys under the newest master key.
 
 Secrets arrive sealed (`SealedSecrets`, core.codec) and are opened only here, inside the transaction
-that encrypts them with the install's data key; the plaintext never enters a payload or a log line.
+that encrypts them with the install's data key; the plaintext never enters a payload, an error message
+or a log line (tracebacks render no locals, core.logging). This is the worker's only contact with
+plaintext: a set replaces the whole map, so no stored secret is ever decrypted to merge, and master-key
+rotation (`rewrap_data_keys`) re-wraps data keys without opening a ciphertext. Why the worker, not the
+operator API, does the encryption: docs/deploy.md "Who can read secrets".
 """
 
 from __future__ import annotations

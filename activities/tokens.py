@@ -24,7 +24,10 @@ def _validate(inp: StoreTokenInput) -> None:
         raise InvalidInput("token_hash must be 64 lowercase hex characters (sha256 of the token)")
     unknown = sorted(set(inp.scopes) - set(SCOPES))
     if unknown or not inp.scopes:
-        raise InvalidInput(f"scopes must be a non-empty subset of {', '.join(SCOPES)}; unknown: {unknown}")
+        # The count, not the names: a rejected value is never echoed (it may be a misplaced secret).
+        raise InvalidInput(
+            f"scopes must be a non-empty subset of {', '.join(SCOPES)}; {len(unknown)} given are not scopes"
+        )
     if inp.expires_at is not None and inp.expires_at.tzinfo is None:
         raise InvalidInput("expires_at must carry a time zone")
 

@@ -129,12 +129,13 @@ def call(method: str, path: str, *, spinner: str | None = None, **kwargs: Any) -
 
 def parse_pairs(values: list[str], *, what: str, typed: bool = False) -> dict[str, Any]:
     """`k=v` arguments as a dict; with `typed`, a value that parses as JSON (1, true, {...}) is used
-    as such, anything else as a string."""
+    as such, anything else as a string. A malformed one is named by its position, never quoted: it may
+    be a secret value typed without its key (the line lands in terminals, CI logs, shell history)."""
     out: dict[str, Any] = {}
-    for item in values:
+    for n, item in enumerate(values, start=1):
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail("invalid_request", f"{what} must look like key=value, got {item!r}")
+            fail("invalid_request", f"{what} #{n} of {len(values)} must look like key=value (not shown)")
         if typed:
             try:
                 out[key] = json.loads(value)

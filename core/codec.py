@@ -8,8 +8,10 @@
 
 Worker, operator API and CLI build their client with `data_converter(keyring)`, so histories hold only
 ciphertext; a payload names the key version it was sealed with, so after a rotation old histories still
-decode while the keyring keeps the old version. Secrets are sealed a second time (`seal_secrets`) so
-that even a history decoded with the codec (Temporal UI behind a codec server) shows only key names.
+decode while the keyring keeps the old version. A payload that is not sealed by this codec is refused
+on decode, never passed through: only holders of the keyring can start or signal a workflow.
+Secrets are sealed a second time (`seal_secrets`) so that even a history decoded with the codec
+(Temporal UI behind a codec server) shows only key names.
 
 This module knows no workflow: it depends on the keyring and the `SealedSecrets` contract only.
 """
@@ -66,12 +68,28 @@ class EncryptionCodec(PayloadCodec):
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Open payloads this codec sealed; refuse anything else (CryptoError).
+
+        A payload in clear was written by a client without the codec, i.e. by someone who reached
+        Temporal but holds no master key: accepting it would let them start any workflow (CreateToken
+        with admin scope) or signal one. On a worker the error fails the workflow task, so such a
+        workflow never runs a step. Search attributes stay in clear (Temporal indexes them); the SDK
+        never passes them through a codec.
+        """
         out: list[Payload] = []
         for p in payloads:
-            if p.metadata.get("encoding", b"") != ENCODING:
-                out.append(p)  # written without the codec (e.g. by a tool): pass through
-                continue
-            version = int(p.metadata[_KEY_ID].decode())
+            encoding = p.metadata.get("encoding", b"")
+            if encoding != ENCODING:
+                shown = encoding[:40].decode("ascii", "replace") or "none"
+                raise CryptoError(
+                    f"refusing a payload that is not encrypted by the extplane codec (encoding {shown!r}): "
+                    "start and signal workflows through the operator API or a client built with "
+                    "core.codec.data_converter"
+                )
+            try:
+                version = int(p.metadata[_KEY_ID].decode())
+            except (KeyError, ValueError):
+                raise CryptoError("encrypted payload names no valid master key version") from None
             aead = self._keys.get(version)
             if aead is None:
                 raise CryptoError(f"payload sealed with master key version {version}, not in the keyring")

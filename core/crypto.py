@@ -3,10 +3,13 @@
     master keyring (env EXT_MASTER_KEYS, versioned)  ──wraps──►  data key per install (AES-256-GCM)
     data key  ──encrypts──►  JSON map of the install's secrets (one ciphertext per secrets version)
 
-Rotating the master key re-wraps every data key; ciphertexts stay as they are. The runner unwraps and
-decrypts per request (with a cache keyed by install and secrets version); nothing else ever holds the
-plaintext. Associated data binds each ciphertext to its install and version, so a ciphertext copied to
-another install or version fails to decrypt.
+Rotating the master key re-wraps every data key; ciphertexts stay as they are. Plaintext exists in two
+places (docs/deploy.md "Who can read secrets"): the worker's `set_secrets` activity, which encrypts a
+new map (it arrives sealed for transit, core.codec) and never decrypts a stored one; and the runner,
+which unwraps and decrypts per request (with a cache keyed by install and secrets version). The worker
+holds the keyring regardless (payload codec, wrapping, rotation), so encrypting elsewhere would not
+change who can decrypt. Associated data binds each ciphertext to its install and version, so a
+ciphertext copied to another install or version fails to decrypt.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,9 +35,13 @@ class CryptoError(ExtplaneError):
 
 @dataclass(frozen=True)
 class Keyring:
-    """Master keys by version; the highest version wraps new data keys."""
+    """Master keys by version; the highest version wraps new data keys. Its repr names the versions
+    only, so a keyring that ends up in a log line or an error shows no key material."""
 
-    keys: dict[int, bytes]
+    keys: dict[int, bytes] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Keyring(versions={sorted(self.keys)})"
 
     @classmethod
     def parse(cls, value: str) -> Keyring:

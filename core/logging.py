@@ -1,5 +1,14 @@
 """structlog set-up: one call per entry point; stdlib loggers (uvicorn, asyncpg, temporalio) go
-through the same processors, and a redaction processor drops values of secret-looking keys.
+through the same processors.
+
+What never reaches a log line, whichever process or renderer:
+  * local variables of a traceback. structlog's defaults render them (ConsoleRenderer with rich
+    installed, and ExceptionDictTransformer for JSON), and a frame's locals are where plaintext secrets,
+    the keyring and the ASGI scope with its `Authorization` header live. Tracebacks here are frames and
+    messages only;
+  * values of secret-looking keys (`redact`);
+  * credentials inside text (`scrub`): bearer tokens and the values of credential headers, wherever a
+    message or an exception's text carries them (e.g. a repr of request headers).
 """
 
 from __future__ import annotations
@@ -7,13 +16,28 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
-_SECRET_KEY = re.compile(r"secret|token|key_material|password|authorization|ciphertext", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"secret|token|key_material|password|passphrase|authorization|ciphertext|cookie|credential|headers",
+    re.IGNORECASE,
+)
 REDACTED = "[redacted]"
+
+_CREDENTIAL_HEADERS = r"authorization|proxy-authorization|cookie|set-cookie|x-runner-auth|x-api-key"
+# `(b'authorization', b'Bearer x')`, `'cookie': 'a=b'`, `"x-runner-auth": "..."`: the quoted value.
+_QUOTED_HEADER = re.compile(
+    rf"""(?i)(b?['"](?:{_CREDENTIAL_HEADERS})['"]\s*[,:=]\s*b?)(['"])(?:\\.|(?!\2).)*\2"""
+)
+# `Authorization: Bearer x`, `x-runner-auth=...` in plain text: up to the end of the value.
+_PLAIN_HEADER = re.compile(
+    rf"(?i)\b((?:{_CREDENTIAL_HEADERS})\s*[:=]\s*)(?![\s'\"\[])(?!(?:bearer|basic)\s)[^\s,;'\"]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!\[redacted\])[A-Za-z0-9._~+/=-]+")
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -23,6 +47,36 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def scrub(text: str) -> str:
+    """Mask credentials in rendered text (the last step before a line is written)."""
+    text = _QUOTED_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _PLAIN_HEADER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+def _scrubbed(renderer: Callable[..., Any]) -> Callable[..., str]:
+    def render(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        out = renderer(logger, name, event)
+        return scrub(out if isinstance(out, str) else out.decode())
+
+    return render
+
+
+def renderers(fmt: str) -> list[Any]:
+    """The processors that turn an event dict into its line: JSON (prod) or console (dev)."""
+    if fmt == "json":
+        return [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            _scrubbed(structlog.processors.JSONRenderer()),
+        ]
+    # plain_traceback: the standard library's format (no locals), instead of rich's show_locals=True.
+    return [
+        _scrubbed(
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        )
+    ]
+
+
 def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -30,9 +84,6 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -43,10 +94,7 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                renderer,
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers(fmt)],
         )
     )
     root = logging.getLogger()

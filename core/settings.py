@@ -1,14 +1,22 @@
 """Settings of every extplane process, read from `EXT_*` environment variables.
 
 Each entry point builds its settings once and passes them down; nothing reads settings at import time.
-Outside `EXT_ENV=dev|test`, placeholder secrets are refused (the reference system shipped with
-`local-runner-key`-style defaults that production then ran with).
+Outside `EXT_ENV=dev|test` (that is, in prod) the dev shortcuts are refused at start, and what is left
+unset takes the safe value (the reference system shipped with `local-runner-key`-style defaults that
+production then ran with):
+
+    every process   placeholder secrets refused; logs are JSON (EXT_LOG_FORMAT defaults to json,
+                    console is refused)
+    gateway         EXT_UI_SESSION_SECRET required (dev derives it from EXT_RUNNER_AUTH, which every
+                    runner holds: any runner could mint UI sessions)
+    runner          egress denied unless EXT_EGRESS_ALLOW names hosts (the dev default is `*`); a `*`
+                    entry, EXT_EGRESS_ALLOW_PRIVATE and EXT_EGRESS_ALLOW_HTTP are refused
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,14 +31,26 @@ WEAK_SECRETS = frozenset(
 )
 
 
+DEV_ENVS = ("dev", "test")
+
+
 def is_weak_secret(value: str) -> bool:
     return value.lower() in WEAK_SECRETS or len(value) < MIN_SECRET_LENGTH
+
+
+def _is_dev_input(data: Any) -> bool:
+    """The environment named by raw settings input (before validation; `env` defaults to dev)."""
+    return not isinstance(data, dict) or data.get("env", "dev") in DEV_ENVS
 
 
 class CommonSettings(BaseSettings):
     """What every process needs: where the services are and which environment this is."""
 
-    model_config = SettingsConfigDict(env_prefix="EXT_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's error (printed when a process fails to start) must not
+    # quote the input, which for a model validator is every setting, secrets included.
+    model_config = SettingsConfigDict(
+        env_prefix="EXT_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Literal["dev", "test", "prod"] = "dev"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/extplane"
@@ -47,13 +67,28 @@ class CommonSettings(BaseSettings):
     debug_stream_prefix: str = "ext-debug:"
     debug_stream_maxlen: int = 2000
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prod_log_format(cls, data: Any) -> Any:
+        # An unset format is JSON in prod: one object per line for the log pipeline, and no console
+        # rendering of exceptions.
+        if not _is_dev_input(data):
+            return {"log_format": "json", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _prod_logs_are_json(self) -> Self:
+        if not self.is_dev and self.log_format != "json":
+            raise ValueError("EXT_LOG_FORMAT=console is for dev/test: logs are JSON outside dev")
+        return self
+
     @property
     def debug_redis(self) -> str:
         return self.debug_redis_url or self.redis_url
 
     @property
     def is_dev(self) -> bool:
-        return self.env in ("dev", "test")
+        return self.env in DEV_ENVS
 
     def require_strong(self, name: str, value: SecretStr) -> None:
         """Refuse a placeholder secret outside dev/test."""
@@ -105,17 +140,24 @@ class ApiSettings(CommonSettings):
     debug_retry_max_seconds: float = 5.0
     debug_max_sessions: int = 200
     # Extension UIs (api.gateway.ui, docs/ui.md): the host page's session cookie and `?token=` tickets
-    # are HMAC-signed with this key; empty derives it from runner_auth (shared by all gateway processes).
+    # are HMAC-signed with this key (shared by all gateway processes). Required outside dev; in dev an
+    # empty one is derived from runner_auth.
     ui_session_secret: SecretStr = SecretStr("")
     ui_session_ttl_s: int = 900
     # (name, content hash) -> published, verified, not revoked: cached this long (misses: 5 s).
     ui_version_ttl_s: float = 30.0
+
+    # Whether this process serves extension UIs (the gateway). The operator API shares these settings
+    # but signs no UI session, so it needs no UI session secret.
+    serves_ui: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _strong(self) -> Self:
         self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
         if self.admin_token.get_secret_value():
             self.require_strong("EXT_ADMIN_TOKEN", self.admin_token)
+        if self.serves_ui:
+            self.require_strong("EXT_UI_SESSION_SECRET", self.ui_session_secret)
         return self
 
 
@@ -152,6 +194,7 @@ class RunnerSettings(CommonSettings):
     storage_max_keys: int = 10_000
     storage_max_bytes: int = 10 * 1024 * 1024
     storage_timeout_ms: int = 2_000
+    # Dev default `*` (the manifest's list alone decides); unset outside dev means no egress at all.
     egress_allow: list[str] = Field(default_factory=lambda: ["*"])
     egress_allow_http: bool = False
     egress_allow_private: bool = False
@@ -171,11 +214,30 @@ class RunnerSettings(CommonSettings):
     gateway_url: str = ""
     ui_cache_bundles: int = 32
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prod_egress(cls, data: Any) -> Any:
+        if not _is_dev_input(data):
+            return {"egress_allow": [], **data}
+        return data
+
     @model_validator(mode="after")
     def _strong(self) -> Self:
         self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
-        if not self.is_dev and self.egress_allow_http:
+        if self.is_dev:
+            return self
+        if self.egress_allow_http:
             raise ValueError("EXT_EGRESS_ALLOW_HTTP is for dev/test only: egress is https outside dev")
+        if "*" in self.egress_allow:
+            raise ValueError(
+                "EXT_EGRESS_ALLOW must name the hosts guests may reach (exact or '*.domain') outside dev, "
+                "not '*'"
+            )
+        if self.egress_allow_private:
+            raise ValueError(
+                "EXT_EGRESS_ALLOW_PRIVATE is for dev/test only: allow private ranges one by one with "
+                "EXT_EGRESS_ALLOW_CIDRS"
+            )
         return self
 
 

@@ -133,11 +133,13 @@ class SessionSigner:
 
 def _signing_key(settings: ApiSettings) -> bytes:
     secret = settings.ui_session_secret.get_secret_value()
-    if secret:
-        return hashlib.sha256(b"extplane-ui-session\0" + secret.encode()).digest()
-    return hashlib.sha256(
-        b"extplane-ui-session\0" + settings.runner_auth.get_secret_value().encode()
-    ).digest()
+    if not secret:
+        # Dev only (ApiSettings refuses an empty one elsewhere; checked again here, where it matters):
+        # every runner holds runner_auth, so a key derived from it would let any runner mint sessions.
+        if not settings.is_dev:
+            raise ValueError("EXT_UI_SESSION_SECRET is required outside dev (UI sessions are signed with it)")
+        secret = settings.runner_auth.get_secret_value()
+    return hashlib.sha256(b"extplane-ui-session\0" + secret.encode()).digest()
 
 
 def _cookies(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -17,6 +17,8 @@ from schema.temporal import CONTROL_TASK_QUEUE
 
 
 class OperatorSettings(ApiSettings):
+    serves_ui = False  # no UI sessions here: EXT_UI_SESSION_SECRET is the gateway's alone
+
     master_keys: SecretStr = SecretStr("")
     blob_dir: Path | None = None
     control_task_queue: str = CONTROL_TASK_QUEUE

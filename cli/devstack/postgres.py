@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.devstack.procs import StackError, port_open, wait_until
+from cli.devstack.procs import StackError, port_open, private_log, wait_until
 
 PG_USER_FALLBACK = "extplane-pg"
 
@@ -79,11 +79,11 @@ class EmbeddedPostgres:
         bin_dir = find_pg_bin()
         user = _system_user()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log.parent.mkdir(parents=True, exist_ok=True)
+        # pg_ctl appends to the log and keeps its mode: created here, owner-only.
+        private_log(self.log)
         if user:
             _open_traversal(self.data_dir.resolve())
             shutil.chown(self.data_dir, user=user)
-            self.log.touch()
             shutil.chown(self.log, user=user)
         if not (self.pgdata / "PG_VERSION").exists():
             res = self._run(

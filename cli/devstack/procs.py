@@ -53,6 +53,15 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def private_log(path: Path) -> None:
+    """Create `path` readable by its owner only, or narrow an existing one to that: a process log holds
+    whatever the process printed, and the dev stack's processes hold its secrets. (The directory keeps
+    its mode: embedded Postgres runs as another user and must reach its log there.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    path.chmod(0o600)
+
+
 def start_detached(
     argv: Sequence[str],
     *,
@@ -61,8 +70,8 @@ def start_detached(
     cwd: Path | None = None,
     user: str | None = None,
 ) -> int:
-    """Start a process in its own session (it outlives `extctl`), output appended to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    """Start a process in its own session (it outlives `extctl`), output appended to `log` (mode 0600)."""
+    private_log(log)
     full_env = {**os.environ, **(env or {})}
     with open(log, "ab") as out:
         proc = subprocess.Popen(  # argv is built by us, never from user input

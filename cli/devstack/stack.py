@@ -3,7 +3,8 @@
 Each service is, in order of preference: the one named by `EXT_DATABASE_URL` / `EXT_REDIS_URL` /
 `EXT_TEMPORAL_ADDRESS` (external: checked, never stopped); the one a previous `up` started and that is
 still healthy (reused); or a new embedded one under the stack root. Secrets of the stack (admin token,
-runner shared secret, master keyring) are generated once and kept in the state file (mode 0600).
+runner shared secret, master keyring, UI session key) are generated once and kept in the state file
+(mode 0600); every process log is 0600 too.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Stack:
         sec.setdefault("admin_token", "ext_admin_" + secrets.token_urlsafe(32))
         sec.setdefault("runner_auth", secrets.token_urlsafe(32))
         sec.setdefault("master_keys", Keyring.generate_entry(1))
+        # Its own key for UI sessions, as in prod, rather than the dev fallback derived from runner_auth.
+        sec.setdefault("ui_session_secret", secrets.token_urlsafe(32))
         state["secrets"] = sec
         return sec
 
@@ -146,7 +149,12 @@ class Stack:
                 "EXT_ADMIN_TOKEN": sec["admin_token"],
                 "EXT_DATA_DIR": str((self.root / "data").resolve()),
             }
-            app_env = {**env, "EXT_RUNNER_AUTH": sec["runner_auth"], "EXT_MASTER_KEYS": sec["master_keys"]}
+            app_env = {
+                **env,
+                "EXT_RUNNER_AUTH": sec["runner_auth"],
+                "EXT_MASTER_KEYS": sec["master_keys"],
+                "EXT_UI_SESSION_SECRET": sec["ui_session_secret"],
+            }
             try:
                 if self.with_apps:
                     self._up_apps(services, started, env, app_env)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import asyncpg
-import jsonschema
 from asyncpg.pool import PoolConnectionProxy
 
+from core.config_schema import schema_issues
 from core.errors import InvalidInput, NotFound
 from core.storable import require_storable_config
 from schema.errors import ErrorCode
@@ -129,10 +129,9 @@ def validate_config(config: Any, manifest: dict[str, Any], *, subject: str = "co
     require_storable_config(config)
     schema = manifest.get("config_schema")
     if schema:
-        validator = jsonschema.Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(config), key=lambda e: e.json_path)
-        if errors:
-            issues = [{"path": e.json_path, "message": e.message} for e in errors]
+        # Value-free messages: this one reaches Temporal failures, audit rows and the CLI.
+        issues = schema_issues(config, schema)
+        if issues:
             text = "; ".join(f"{i['path']}: {i['message']}" for i in issues)
             raise InvalidInput(
                 f"{subject} does not match the extension's config_schema: {text}",

@@ -89,3 +89,26 @@ def test_bad_keyrings_are_named_without_echoing_material(value: str, fragment: s
         Keyring.parse(value)
     assert fragment in err.value.message
     assert "QUFB" not in err.value.message
+
+
+def test_secret_maps_are_opened_only_where_the_docs_say() -> None:
+    """docs/deploy.md "Who can read secrets": the worker's set_secrets activity opens the transit seal,
+    the runner opens stored envelopes; no other module may call either (or decrypt a stored map)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    openers: dict[str, set[str]] = {"unseal_secrets": set(), "open_envelope": set(), "decrypt_secrets": set()}
+    for path in sorted(root.glob("[a-z]*/**/*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(("tests/", ".venv/", "bench/")):
+            continue
+        text = path.read_text()
+        for name, where in openers.items():
+            if re.search(rf"\b{name}\(", text.replace(f"def {name}(", "")):
+                where.add(rel)
+    assert openers == {
+        "unseal_secrets": {"activities/secrets.py"},
+        "open_envelope": {"runner/_secrets.py"},
+        "decrypt_secrets": {"core/crypto.py"},  # inside open_envelope
+    }, openers

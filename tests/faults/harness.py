@@ -129,7 +129,12 @@ class FaultStack:
     def app_env(self) -> dict[str, str]:
         """The environment `Stack.up` gave its apps."""
         sec = self.state()["secrets"]
-        return {**self.env, "EXT_RUNNER_AUTH": sec["runner_auth"], "EXT_MASTER_KEYS": sec["master_keys"]}
+        return {
+            **self.env,
+            "EXT_RUNNER_AUTH": sec["runner_auth"],
+            "EXT_MASTER_KEYS": sec["master_keys"],
+            "EXT_UI_SESSION_SECRET": sec["ui_session_secret"],
+        }
 
     # ---- faults ----------------------------------------------------------------------------------
     def kill(self, name: str) -> int:

@@ -275,5 +275,5 @@ def test_runner_settings_refuse_dev_shortcuts_outside_dev() -> None:
         RunnerSettings(env="prod")
     with pytest.raises(ValidationError, match="https"):
         RunnerSettings(env="prod", runner_auth=strong, egress_allow_http=True)
-    assert RunnerSettings(env="prod", runner_auth=strong).egress_allow == ["*"]
+    assert RunnerSettings(env="prod", runner_auth=strong).egress_allow == []  # deny by default
     assert RunnerSettings(env="test", egress_allow_http=True).egress_allow_http

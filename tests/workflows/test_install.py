@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +321,7 @@ async def test_upgrade_and_rollback_check_the_config_against_the_target_schema(
     refused = await installs.failure(name, Op.UPGRADE, version="2.0.0")
     assert refused.type == "invalid_config", refused
     assert f"the install's config (version 1) for {name}@2.0.0" in refused.message
-    assert "'color' is a required property" in refused.message
+    assert "$: missing required property color" in refused.message
     got = await read.resolve_install(db_pool, installs.tenant, name)
     assert got is not None and (got.version, got.revision) == ("1.0.0", 1)
 
@@ -390,3 +391,71 @@ async def test_entity_continues_as_new_and_keeps_its_idempotency_memory(
     assert state.order == ["a", "b", "c"] and state.changes == 3
     got = await read.resolve_install(db_pool, installs.tenant, name)
     assert got is not None and (got.revision, got.status) == (3, "active")
+
+
+async def _raw_histories(raw_client: Client, tenant: str, name: str) -> str:
+    """Every event of the install entity and its change workflows, as the server stores them (payloads
+    stay encrypted; failure messages are in clear)."""
+    from google.protobuf.json_format import MessageToJson
+
+    texts = []
+    async for wf in raw_client.list_workflows(
+        f"WorkflowId STARTS_WITH '{install_workflow_id(tenant, name)}'"
+    ):
+        history = await raw_client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        texts += [MessageToJson(e) for e in history.events]
+    return "\n".join(texts)
+
+
+async def test_rejected_config_values_never_reach_temporal_failures(
+    client: Client,
+    raw_client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    """jsonschema's messages start with the value they reject; a refused config travels into the
+    change's Temporal failure (clear text in history and Temporal UI), its audit row and the API answer.
+    The messages name the path and the rule only."""
+    value = "sk-live-" + uuid.uuid4().hex
+    name = unique_name()
+    loose: dict[str, Any] = {"type": "object"}
+    strict: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "port": {"type": "integer", "minimum": 1},
+            "mode": {"enum": ["fast", "safe"]},
+            "tag": {"type": "string", "maxLength": 4, "pattern": "^x"},
+            "nested": {"type": "object", "properties": {"n": {"const": 1}}},
+        },
+        "required": ["port"],
+        "additionalProperties": False,
+    }
+    for version, schema in (("1.0.0", strict), ("2.0.0", loose), ("3.0.0", strict)):
+        doc = manifest(name, version, capabilities=["cap:log.emit"], config_schema=schema)
+        await publish_version(client, task_queue, store, signer, tmp_path, doc)
+    # Names are shown (as secret names are: they are not secret), values never.
+    bad = {"port": value, "mode": value, "tag": value, "nested": {"n": value}, "colour": value}
+
+    refusals = [await installs.failure(name, Op.INSTALL, version="1.0.0", config=bad)]
+    await installs.apply(name, Op.INSTALL, version="2.0.0", config=bad)  # its schema takes anything
+    refusals.append(await installs.failure(name, Op.UPGRADE, version="3.0.0"))  # the config carries over
+    await installs.apply(name, Op.SET_CONFIG, config={"port": 1})
+    await installs.apply(name, Op.UPGRADE, version="3.0.0")
+    refusals.append(await installs.failure(name, Op.SET_CONFIG, config=bad))
+
+    for refused in refusals:
+        assert refused.type == "invalid_config", refused
+        assert value not in refused.message and value not in repr(refused.details), refused
+    assert "$.port: must be of type integer" in refusals[-1].message, refusals[-1].message
+    assert "must be one of" in refusals[-1].message and "unexpected property colour" in refusals[-1].message
+    assert value not in await _raw_histories(raw_client, installs.tenant, name)
+    audit = await db_pool.fetch(
+        "SELECT action, before::text AS b, after::text AS a FROM audit_events WHERE extension_name = $1", name
+    )
+    assert any(r["action"].endswith("_rejected") for r in audit), audit
+    assert not any(value in (r["b"] or "") + (r["a"] or "") for r in audit)

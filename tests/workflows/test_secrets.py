@@ -27,7 +27,9 @@ async def decoded_payloads(msg: Message, codec: EncryptionCodec) -> list[bytes]:
     """Every payload in a history, decrypted with the codec (what Temporal UI shows with a codec server)."""
     out: list[bytes] = []
     for field, value in msg.ListFields():
-        if field.message_type is None:
+        # Search attributes stay in clear for Temporal to index: the SDK never passes them through a
+        # codec (and the codec refuses what it did not seal).
+        if field.message_type is None or field.name == "search_attributes":
             continue
         if isinstance(value, Message):
             items = [value]
