@@ -80,6 +80,8 @@ class ApiSettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_workers: int = 1
+    # Request line + headers, bounded in the HTTP protocol layer before they are buffered (431).
+    gateway_max_header_bytes: int = 32 * 1024
     # In-process caches: the TTL is only a backstop, Redis pub/sub invalidation is the normal path.
     gateway_install_ttl_s: float = 60.0
     gateway_install_negative_ttl_s: float = 5.0

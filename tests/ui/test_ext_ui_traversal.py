@@ -15,7 +15,8 @@ import pytest
 from tests.gateway.conftest import RUNNER_AUTH, RunnerProcess, gateway_proc  # noqa: F401  (fixture)
 from tests.ui.conftest import UI_FILES, UiRegistry
 
-pytestmark = pytest.mark.integration
+# Starting `python -m api.gateway` (uvicorn workers) takes up to tens of seconds on busy cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 REVOKED_UI = b"<!doctype html><title>revoked</title>REVOKED-VERSION-UI"
 
