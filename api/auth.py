@@ -6,8 +6,12 @@ Tokens (CONTRACT.md "HTTP"):
 * every other token is looked up by the sha256 hex of the bearer string in `api_tokens`
   (registry.read_operator.token_by_hash). Only the hash is ever stored or cached.
 
-Lookups are cached in-process for `ttl` seconds (also misses, so a flood of bad tokens does not reach
-Postgres), so a revocation takes effect within that time. Expiry is evaluated on every request.
+A bearer string that cannot be a token (`well_formed`: what `POST /v1/tokens` mints, `ext_` and
+32-128 url-safe characters) is refused with 401 before it is hashed or looked up. Lookups are cached
+in-process for `ttl` seconds (misses for `negative_ttl`, in their own LRU), concurrent lookups of one
+token share a single registry read, and an optional budget bounds the reads that unknown tokens may
+start (api.token_cache). A revocation takes effect within `ttl`; expiry is evaluated on every request.
+`current()` re-reads a principal's token uncached, for long-lived sessions that re-authorize.
 
 An app exposes its authenticator as `app.state.authenticator`; routes depend on `PrincipalDep`.
 """
@@ -16,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +32,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from api.token_cache import LookupBudget, LookupCache
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from registry.read_operator import TokenRecord, token_by_hash, token_by_id
 from schema.errors import ErrorCode
@@ -36,6 +41,15 @@ from schema.tenants import TENANT_RULE, valid_tenant
 
 ADMIN = "admin"
 ALL_SCOPES = frozenset(SCOPES)
+# `POST /v1/tokens` mints "ext_" + secrets.token_urlsafe(32) (43 characters). Shorter and longer bodies
+# are accepted within bounds for tokens written by other means (fixtures, earlier tooling); nothing
+# else can match a stored hash, so anything else is refused before hashing or a registry read.
+TOKEN_RE = re.compile(r"ext_[A-Za-z0-9_-]{32,128}")
+
+
+def well_formed(token: str) -> bool:
+    """Whether `token` has the shape of an API token (the bootstrap admin token is checked apart)."""
+    return TOKEN_RE.fullmatch(token) is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,15 +111,23 @@ class TokenAuthenticator:
         ttl: float = 5.0,
         negative_ttl: float | None = None,
         max_entries: int = 10_000,
+        lookups_per_s: float | None = None,
+        lookup_burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admin = admin_token.get_secret_value().encode()
         self._pool = pool
-        self._ttl = ttl
-        self._negative_ttl = ttl if negative_ttl is None else negative_ttl
-        self._max = max_entries
-        self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, TokenRecord | None]] = OrderedDict()
+        budget = None
+        if lookups_per_s is not None:
+            burst = lookup_burst if lookup_burst is not None else max(1, int(lookups_per_s))
+            budget = LookupBudget(lookups_per_s, burst, clock=clock)
+        self.cache: LookupCache[TokenRecord] = LookupCache(
+            ttl=ttl,
+            negative_ttl=ttl if negative_ttl is None else negative_ttl,
+            max_entries=max_entries,
+            budget=budget,
+            clock=clock,
+        )
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -113,20 +135,25 @@ class TokenAuthenticator:
         # Constant time against the bootstrap token; an empty admin token never matches.
         if self._admin and hmac.compare_digest(token.encode(), self._admin):
             return Principal(subject=ADMIN, scopes=frozenset({ADMIN}))
-        record = await self._lookup(token_hash(token))
-        if record is None:
-            raise Unauthorized("unknown token")
-        now = datetime.now(UTC)
-        if record.revoked_at is not None:
-            raise Unauthorized("token revoked")
-        if record.expires_at is not None and record.expires_at <= now:
-            raise Unauthorized("token expired")
-        return Principal(
-            subject=f"token:{record.token_id}",
-            scopes=frozenset(record.scopes) & ALL_SCOPES,
-            tenant_id=record.tenant_id,
-            token_id=record.token_id,
+        if not well_formed(token):
+            self.cache.counts["malformed"] += 1
+            raise Unauthorized("malformed token")
+        digest = token_hash(token)
+        record = await self.cache.get(
+            digest, lambda: self._read(lambda pool: token_by_hash(pool, digest)), budgeted=True
         )
+        return _principal(record)
+
+    async def current(self, principal: Principal) -> Principal:
+        """`principal` as the registry has it now, read uncached: the token's current scopes, or 401
+        when it was revoked, expired or deleted since (a long-lived debug stream re-checks with this)."""
+        if principal.subject == ADMIN:
+            if not self._admin:
+                raise Unauthorized("the bootstrap admin token is no longer configured")
+            return principal
+        if principal.token_id is None:
+            raise Unauthorized("unknown token")
+        return _principal(await token_by_id(await self._pool(), principal.token_id))
 
     async def session_valid(self, subject: str) -> bool:
         """Whether a UI session minted for `subject` may still be used: its token still exists, is not
@@ -137,7 +164,10 @@ class TokenAuthenticator:
         token_id = subject.removeprefix("token:")
         if token_id == subject:
             return False
-        record = await self._cached("id:" + token_id, lambda pool: token_by_id(pool, token_id))
+        # Session subjects come from HMAC-signed cookies, not from the caller: outside the lookup budget.
+        record = await self.cache.get(
+            "id:" + token_id, lambda: self._read(lambda pool: token_by_id(pool, token_id)), budgeted=False
+        )
         now = datetime.now(UTC)
         return (
             record is not None
@@ -145,31 +175,29 @@ class TokenAuthenticator:
             and (record.expires_at is None or record.expires_at > now)
         )
 
-    async def _lookup(self, digest: str) -> TokenRecord | None:
-        return await self._cached(digest, lambda pool: token_by_hash(pool, digest))
-
-    async def _cached(
-        self, key: str, load: Callable[[asyncpg.Pool], Awaitable[TokenRecord | None]]
+    async def _read(
+        self, load: Callable[[asyncpg.Pool], Awaitable[TokenRecord | None]]
     ) -> TokenRecord | None:
-        # Keys are sha256 hex digests, or "id:<uuid>" for session checks: the two never collide.
-        now = self._clock()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        record = await load(await self._pool())
-        self._cache[key] = (now + (self._ttl if record is not None else self._negative_ttl), record)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
-        return record
+        return await load(await self._pool())
 
     def forget(self, digests: Iterable[str] = ()) -> None:
         """Drop cached lookups (all when `digests` is empty)."""
-        keys = list(digests)
-        if not keys:
-            self._cache.clear()
-        for k in keys:
-            self._cache.pop(k, None)
+        self.cache.forget(list(digests))
+
+
+def _principal(record: TokenRecord | None) -> Principal:
+    if record is None:
+        raise Unauthorized("unknown token")
+    if record.revoked_at is not None:
+        raise Unauthorized("token revoked")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise Unauthorized("token expired")
+    return Principal(
+        subject=f"token:{record.token_id}",
+        scopes=frozenset(record.scopes) & ALL_SCOPES,
+        tenant_id=record.tenant_id,
+        token_id=record.token_id,
+    )
 
 
 _bearer = HTTPBearer(auto_error=False, description="an extplane API token")

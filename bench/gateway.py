@@ -176,7 +176,7 @@ def services(work: Path) -> Iterator[tuple[str, str]]:
 
 async def seed(db_url: str, installs: dict[str, str]) -> str:
     """One tenant with the given installs (extension -> content hash), no rate limit; returns a token."""
-    token = "bench_" + uuid.uuid4().hex
+    token = "ext_bench_" + uuid.uuid4().hex  # the shape api.auth.well_formed accepts
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(

@@ -115,6 +115,8 @@ class ApiSettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_workers: int = 1
+    # Request line + headers, bounded in the HTTP protocol layer before they are buffered (431).
+    gateway_max_header_bytes: int = 32 * 1024
     # In-process caches: the TTL is only a backstop, Redis pub/sub invalidation is the normal path.
     gateway_install_ttl_s: float = 60.0
     gateway_install_negative_ttl_s: float = 5.0
@@ -122,6 +124,10 @@ class ApiSettings(CommonSettings):
     gateway_token_ttl_s: float = 10.0  # also the bound on how long a revoked token keeps working
     gateway_token_negative_ttl_s: float = 5.0
     gateway_token_cache_entries: int = 10_000
+    # Registry reads that unknown bearer tokens may start, per gateway process (a token bucket): past it
+    # an uncached token gets 503 registry_unavailable without a query. Cached tokens are not affected.
+    gateway_token_lookups_per_s: float = 200.0
+    gateway_token_lookup_burst: int = 400
     # Rate limiter and pub/sub: fail fast (the limiter fails closed with 503).
     gateway_redis_timeout_ms: int = 500
     # Keep-alive connections to the runner; idle ones older than this are dropped before the runner's

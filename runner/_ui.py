@@ -21,7 +21,7 @@ import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from starlette.requests import Request
@@ -42,6 +42,7 @@ UI_PREFIX = "ui/"
 INDEX = "index.html"
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_UI_PATH = 1024
+MAX_DECODINGS = 4
 CONTENT_TYPES = {
     "html": "text/html; charset=utf-8",
     "htm": "text/html; charset=utf-8",
@@ -85,13 +86,31 @@ def ui_csp(gateway_url: str) -> str:
 
 def clean_path(raw: str) -> str | None:
     """The bundle-relative file path for a request path, or None when it must be refused: absolute,
-    `.`/`..` or hidden segments, control characters, backslashes. Repeated slashes collapse."""
+    `.`/`..` or hidden segments, control characters, backslashes, also in any further percent-decoded
+    form of a segment. Repeated slashes collapse."""
     if len(raw) > MAX_UI_PATH or raw.startswith("/") or "\\" in raw or _CONTROL.search(raw):
         return None
     segments = [s for s in raw.split("/") if s]
-    if any(s.startswith(".") for s in segments):  # covers ".", ".." and hidden files
+    if any(_unsafe_segment(s) for s in segments):
         return None
     return "/".join(segments) + ("/" if raw.endswith("/") and segments else "")
+
+
+def _unsafe_segment(segment: str) -> bool:
+    """A dot-leading segment (".", ".." and hidden files), or one that becomes one, or a slash or
+    backslash, when percent-decoded again. The server decoded the path once; a double-encoded
+    `%252e%252e` arrives here as `%2e%2e`, which any later hop would read as `..` (defence in depth: the
+    gateway refuses all of these before forwarding)."""
+    for _ in range(MAX_DECODINGS):
+        if segment.startswith(".") or "/" in segment or "\\" in segment or _CONTROL.search(segment):
+            return True
+        if "%" not in segment:
+            return False
+        decoded = unquote(segment)
+        if decoded == segment:
+            return False
+        segment = decoded
+    return True  # still decoding: no UI file name is encoded that many times
 
 
 @dataclass(frozen=True, slots=True)

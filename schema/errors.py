@@ -40,6 +40,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITER_UNAVAILABLE = "rate_limiter_unavailable"
     BAD_GATEWAY = "bad_gateway"
     HANDLER_TIMEOUT = "handler_timeout"
+    # the request line and headers exceed EXT_GATEWAY_MAX_HEADER_BYTES: 431, answered by the protocol layer
+    REQUEST_HEADER_TOO_LARGE = "request_header_too_large"
     # runner
     RUNNER_BUSY = "runner_busy"
     MODULE_NOT_FOUND = "module_not_found"

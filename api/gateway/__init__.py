@@ -12,6 +12,9 @@
     metrics.py        Prometheus metrics of the process
     resources.py      what a process holds open, built at ASGI lifespan startup
     errors.py         the gateway's error tree: one status and code per failure
+    protocol.py       uvicorn's httptools protocol with a bound on the request head (431)
+    paths.py          path-segment checks: no `.`/`..` however encoded (ext routes, ext-ui hop)
+    debug_access.py   the debug stream's access re-check at every heartbeat
 
 Data access: the gateway reads the registry (registry.read_gateway, registry.read_operator via
 api.auth) and writes only `execution_log`, through execlog.py. That table is call telemetry, not

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with a bound on the request head (431), the same bound h11 would apply.
+        http="api.gateway.protocol:BoundedHttpToolsProtocol",
+        h11_max_incomplete_event_size=settings.gateway_max_header_bytes,
         lifespan="on",
     )
 

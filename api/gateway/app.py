@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,6 +42,7 @@ from api.gateway.http import (
     map_runner_reply,
     read_body,
 )
+from api.gateway.paths import has_dot_segment
 from api.gateway.proxy import ProxyVariant
 from api.gateway.resources import Resources
 from api.gateway.ui import UiPages, is_ui_path
@@ -307,10 +307,10 @@ class GatewayApp:
 
 
 def _clean(path: str) -> bool:
-    """No `.`/`..` segments, even percent-encoded: a `:param` must never smuggle a traversal."""
+    """No `.`/`..` segments, however percent-encoded: a `:param` must never smuggle a traversal."""
     if "." not in path and "%" not in path:
         return True
-    return not any(unquote(seg) in (".", "..") for seg in path.split("/"))
+    return not has_dot_segment(path)
 
 
 def _json_headers(rid: str) -> list[tuple[bytes, bytes]]:

@@ -26,7 +26,9 @@ from core.db import map_db_errors
 
 log = structlog.get_logger(__name__)
 
-END_REASONS = frozenset({"client_closed", "session_expired", "server_shutdown", "error", "poll"})
+END_REASONS = frozenset(
+    {"client_closed", "session_expired", "server_shutdown", "error", "poll", "access_revoked"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,9 @@ GET answers `text/event-stream`: a `session` event, the last `tail` matching eve
 max 2000; none when a reconnecting client sends `Last-Event-ID`, which resumes after that entry),
 then live events (XREAD BLOCK), each as an unnamed SSE event whose `id:` is the stream
 entry id; `: ping` comments every `debug_heartbeat_seconds`; after `debug_max_session_seconds` a
-`session_expired` event ends the stream. When Redis fails, one `warning` event
+`session_expired` event ends the stream. Every `debug_heartbeat_seconds` the token, its scope and the
+install's grant are re-checked (api.gateway.debug_access); a failed check ends the stream with a
+`session_end` event naming why. When Redis fails, one `warning` event
 `{"code": "debug_stream_unavailable"}` is sent, reads are retried with backoff, and a `resumed` event
 follows once Redis answers again (from the last entry id seen, so nothing written meanwhile is lost).
 
@@ -28,6 +30,7 @@ POST `{"lastId": "...", "session": "..."}` is the polling fallback: at most 100 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import signal
@@ -43,6 +46,7 @@ import redis.exceptions
 import structlog
 
 from api.gateway.auth import TENANT_HEADERS, Caller
+from api.gateway.debug_access import AccessEnded, recheck
 from api.gateway.debug_sessions import DebugSessions, SessionStart
 from api.gateway.errors import Forbidden, NotFound
 from api.gateway.http import error_body
@@ -340,7 +344,8 @@ class DebugStream:
                     (b"x-debug-session", session_id.encode()),
                 ],
             )
-            follow = asyncio.create_task(self._follow(viewer, send, session_id, sent))
+            check = functools.partial(recheck, res, viewer.caller, viewer.extension, viewer.install_id)
+            follow = asyncio.create_task(self._follow(viewer, send, session_id, sent, check))
             gone = asyncio.create_task(_disconnected(receive))
             done, _ = await asyncio.wait({follow, gone}, return_when=asyncio.FIRST_COMPLETED)
             if follow in done:
@@ -364,11 +369,20 @@ class DebugStream:
             await sessions.finish(session_id, events_sent=sent[0], reason=reason)
             log.info("debug_session_ended", session_id=session_id, reason=reason, events_sent=sent[0])
 
-    async def _follow(self, viewer: Viewer, send: Send, session_id: str, sent: list[int]) -> str:
-        """Replay, then follow, until the session limit or a shutdown; returns the end reason."""
+    async def _follow(
+        self,
+        viewer: Viewer,
+        send: Send,
+        session_id: str,
+        sent: list[int],
+        check: Callable[[], Awaitable[AccessEnded | None]],
+    ) -> str:
+        """Replay, then follow, until the session limit, a shutdown or a failed access re-check (every
+        heartbeat interval, whether or not events flow); returns the end reason."""
         s = self.settings
         deadline = time.monotonic() + s.debug_max_session_seconds
         last_write = time.monotonic()
+        next_check = last_write + s.debug_heartbeat_seconds
 
         async def write(chunk: bytes) -> None:
             nonlocal last_write
@@ -409,6 +423,15 @@ class DebugStream:
                     )
                 )
                 return "session_expired"
+            if time.monotonic() >= next_check:
+                ended = await check()
+                next_check = time.monotonic() + s.debug_heartbeat_seconds
+                if ended is not None:
+                    log.info("debug_session_access_ended", session_id=session_id, code=ended.code)
+                    await write(
+                        sse_frame({"code": ended.code, "message": ended.message}, event="session_end")
+                    )
+                    return ended.end_reason
             try:
                 if last_id is None:
                     events, last_id = await self._tail(viewer)

@@ -9,11 +9,16 @@ A row says who called (`principal`: "token:<id>" or "admin", and `operator` when
 acted for the tenant) and what the guest cost (`fuel_consumed`, None when no guest ran), but never
 bodies, headers, tokens or secrets. The queue is bounded: when Postgres is slow or down,
 new rows are dropped and counted (gateway_execlog_dropped_total), and calls are never slowed down.
+
+At shutdown (`stop`) every row is accounted for: the rows still queued and the batch in hand are
+written within `stop_timeout_s`, and whatever could not be written by then (or arrives after stop) is
+counted as dropped. Nothing disappears uncounted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -78,39 +83,68 @@ class ExecRow:
 
 class ExecLogWriter:
     def __init__(
-        self, pool: asyncpg.Pool, metrics: GatewayMetrics, *, max_queue: int, batch: int, flush_ms: int
+        self,
+        pool: asyncpg.Pool,
+        metrics: GatewayMetrics,
+        *,
+        max_queue: int,
+        batch: int,
+        flush_ms: int,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         self._pool = pool
         self._metrics = metrics
         self._queue: asyncio.Queue[ExecRow] = asyncio.Queue(maxsize=max_queue)
         self._batch = batch
         self._flush_s = flush_ms / 1000.0
+        self._stop_timeout_s = stop_timeout_s
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # set by submit and stop: the writer sleeps while nothing is queued
+        self._closed = False
+        # Rows taken off the queue and not yet written or counted: what a cancelled write leaves behind.
+        self._in_hand: list[ExecRow] = []
 
     def submit(self, row: ExecRow) -> None:
+        if self._closed:  # a call that finished after shutdown: no writer is left to take its row
+            self._metrics.execlog_dropped.inc()
+            return
         try:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
             self._metrics.execlog_dropped.inc()
+        else:
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gateway-execlog-writer")
 
     async def stop(self) -> None:
-        """Write what is queued (bounded by a deadline), then stop."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        try:
-            async with asyncio.timeout(5.0):
-                while not self._queue.empty():
-                    await self._write(self._drain())
-        except TimeoutError:
-            self._metrics.execlog_dropped.inc(self._queue.qsize())
+        """Write what is queued and in hand within `stop_timeout_s`; count the rest as dropped.
+
+        The writer is asked to finish rather than cancelled first: cancelling it mid-COPY could lose a
+        batch that Postgres had already taken (or write it twice if it were retried)."""
+        self._stopping.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                async with asyncio.timeout(self._stop_timeout_s):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._closed = True
+        lost = len(self._in_hand) + self._queue.qsize()
+        self._in_hand = []
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if lost:
+            self._metrics.execlog_dropped.inc(lost)
+            log.warning("execlog_rows_dropped_at_stop", rows=lost)
 
     def _drain(self) -> list[ExecRow]:
         rows: list[ExecRow] = []
@@ -120,11 +154,21 @@ class ExecLogWriter:
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            # Let a batch accumulate briefly: one COPY per flush interval instead of one per call.
-            await asyncio.sleep(self._flush_s)
-            rows = [first, *self._drain()]
-            await self._write(rows)
+            if self._queue.empty():
+                if self._stopping.is_set():
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # Let a batch accumulate briefly: one COPY per flush interval instead of one per call. A stop
+            # cuts the wait short, so shutdown writes at once.
+            if not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._flush_s):
+                        await self._stopping.wait()
+            self._in_hand = self._drain()
+            await self._write(self._in_hand)
+            self._in_hand = []
 
     async def _write(self, rows: list[ExecRow]) -> None:
         if not rows:

@@ -7,7 +7,7 @@ incremented per call. With several uvicorn workers each process serves its own n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ class _StateCollector(Collector):
     def __init__(self) -> None:
         self.caches: dict[str, Any] = {}
         self.connected: asyncio.Event | None = None
+        self.tokens: Mapping[str, int] = {}
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         lookups = CounterMetricFamily(
@@ -32,6 +33,15 @@ class _StateCollector(Collector):
             size.add_metric([name], len(cache))
         yield lookups
         yield size
+        checks = CounterMetricFamily(
+            "gateway_token_checks",
+            "bearer-token checks past the admin token: malformed (refused unhashed), hit, negative_hit, "
+            "lookup (one registry read), joined (shared a read in flight), shed (lookup budget spent)",
+            labels=["result"],
+        )
+        for result, n in sorted(self.tokens.items()):
+            checks.add_metric([result], n)
+        yield checks
         up = GaugeMetricFamily("gateway_invalidation_connected", "1 while subscribed to invalidations")
         up.add_metric([], 1.0 if self.connected is not None and self.connected.is_set() else 0.0)
         yield up
@@ -88,6 +98,9 @@ class GatewayMetrics:
             _state=state,
         )
 
-    def register_caches(self, installs: Any, connected: asyncio.Event) -> None:
+    def register_caches(
+        self, installs: Any, connected: asyncio.Event, *, tokens: Mapping[str, int] | None = None
+    ) -> None:
         self._state.caches = {"installs": installs}
         self._state.connected = connected
+        self._state.tokens = tokens if tokens is not None else {}

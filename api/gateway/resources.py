@@ -64,6 +64,8 @@ class Resources:
                 ttl=settings.gateway_token_ttl_s,
                 negative_ttl=settings.gateway_token_negative_ttl_s,
                 max_entries=settings.gateway_token_cache_entries,
+                lookups_per_s=settings.gateway_token_lookups_per_s,
+                lookup_burst=settings.gateway_token_lookup_burst,
             )
         )
         listener = InvalidationListener(
@@ -85,7 +87,7 @@ class Resources:
             max_connections=settings.gateway_runner_connections,
             idle_s=settings.gateway_runner_idle_s,
         )
-        metrics.register_caches(installs.cache, listener.connected)
+        metrics.register_caches(installs.cache, listener.connected, tokens=auth.authenticator.cache.counts)
         listener.start()
         execlog.start()
         return cls(

@@ -41,6 +41,7 @@ from api.auth import Principal
 from api.gateway.auth import TENANT_HEADERS, Caller
 from api.gateway.cache import TtlCache
 from api.gateway.http import error_body, read_body
+from api.gateway.paths import safe_asset_path
 from api.gateway.resources import Resources
 from api.gateway.resp import RespError
 from core.errors import ExtplaneError, Forbidden, NotFound, Unauthorized, Unavailable
@@ -299,6 +300,16 @@ class UiPages:
         if not _NAME.match(name) or await self.verified_version(res, name, content_hash) is None:
             raise NotFound("no such extension UI")
         rest = parts[4] if len(parts) > 4 else ""
+        if not safe_asset_path(rest):
+            # Refused here, not left to the runner: the hop below would normalize `..` away (httpx,
+            # RFC 3986) and land on another route of the runner or on another (revoked) hash.
+            await _send(
+                send,
+                400,
+                [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())],
+                error_body("invalid_path", "invalid UI asset path", rid),
+            )
+            return
         headers = {}
         for key, value in scope["headers"]:
             if key == b"if-none-match":

@@ -7,6 +7,7 @@ bundles go into a FilesystemBlobStore under a data dir shared with the runner pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -395,21 +396,25 @@ async def publish_invalidation(redis_url: str, inst: Install) -> int:
         await client.aclose()
 
 
-@pytest.fixture
-def gateway_proc(db_url: str, redis_url: str, shared_runner: RunnerProcess) -> Iterator[str]:
+@contextlib.contextmanager
+def gateway_process(
+    db_url: str, redis_url: str, runner_url: str, *, workers: int = 2, **settings: str
+) -> Iterator[str]:
+    """`python -m api.gateway` as deployed (uvicorn, real sockets); yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
         "EXT_ENV": "test",
         "EXT_DATABASE_URL": db_url,
         "EXT_REDIS_URL": redis_url,
-        "EXT_RUNNER_URL": shared_runner.url,
+        "EXT_RUNNER_URL": runner_url,
         "EXT_RUNNER_AUTH": RUNNER_AUTH,
         "EXT_ADMIN_TOKEN": ADMIN_TOKEN,
         "EXT_LOG_LEVEL": "warning",
+        **{f"EXT_{k.upper()}": v for k, v in settings.items()},
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.gateway", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "api.gateway", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -417,7 +422,9 @@ def gateway_proc(db_url: str, redis_url: str, shared_runner: RunnerProcess) -> I
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/healthz", proc=proc)
+        # Spawned uvicorn workers each import the whole app: on two busy cores that alone can take
+        # 20 s, so this only bounds "never came up".
+        wait_http(url + "/healthz", proc=proc, deadline_s=90)
         yield url
     finally:
         proc.terminate()
@@ -426,3 +433,19 @@ def gateway_proc(db_url: str, redis_url: str, shared_runner: RunnerProcess) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def gateway_proc(db_url: str, redis_url: str, shared_runner: RunnerProcess) -> Iterator[str]:
+    with gateway_process(db_url, redis_url, shared_runner.url) as url:
+        yield url
+
+
+@pytest.fixture
+def gateway_proc_one_worker(db_url: str, redis_url: str, shared_runner: RunnerProcess) -> Iterator[str]:
+    """One uvicorn worker: every connection shares one event loop (what a stall would stall). The
+    limiter's Redis deadline is raised from 500 ms so that busy CI cores alone never answer 503."""
+    with gateway_process(
+        db_url, redis_url, shared_runner.url, workers=1, gateway_redis_timeout_ms="5000"
+    ) as url:
+        yield url

@@ -13,7 +13,7 @@ import pytest
 
 from tests.gateway.conftest import ADMIN_TOKEN, ROOT, Registry, eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def extctl(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

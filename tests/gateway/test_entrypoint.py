@@ -14,7 +14,8 @@ from tests.gateway.conftest import (
     publish_invalidation,
 )
 
-pytestmark = pytest.mark.integration
+# Starting `python -m api.gateway` (uvicorn workers) takes up to tens of seconds on busy cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 async def test_served_by_uvicorn_workers(gateway_proc: str, registry: Registry, redis_url: str) -> None:
