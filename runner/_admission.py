@@ -1,10 +1,10 @@
 """Admission of executions: at most `threads` run, at most `queue_depth` wait for a thread, and one
 tenant holds at most its share (`tenant_share`) of the threads and of all admitted slots.
 
-    enter(tenant)                   refused at once (RunnerBusy) when every slot is taken or the tenant
-                                    already holds its share of them; else True (start now) or False:
-    await wait(tenant, deadline)    returns once a thread is free for this tenant; refused (RunnerBusy)
-                                    if the deadline passes first; cancelled, it leaves the queue
+    enter(tenant) -> place | None   refused at once (RunnerBusy) when every slot is taken or the tenant
+                                    already holds its share of them; None: start now; else queued:
+    await wait(tenant, place, dl)   returns once a thread is free for it; RunnerBusy if the deadline
+                                    passes first, or if `place` was cancelled (the caller left)
     release(tenant)                 the execution's thread is free again: hand it to the next waiter
 
 The threads share is a hard cap: a guest that runs cannot be preempted, so a tenant allowed to take
@@ -46,8 +46,9 @@ class Admission:
     def waiting(self) -> int:
         return self.admitted - self.running
 
-    def enter(self, tenant: str) -> bool:
-        """Admit one execution of `tenant`: True when it may start now, False when it must `wait`.
+    def enter(self, tenant: str) -> asyncio.Future[None] | None:
+        """Admit one execution of `tenant`: None when it may start now, else its place in the queue
+        (pass it to `wait`; cancelling it gives the place up).
 
         Raises RunnerBusy when every slot is taken or the tenant already holds its share."""
         if self.admitted >= self.capacity:
@@ -59,18 +60,19 @@ class Admission:
         self.admitted += 1
         if self.running < self.threads and t.running < self.tenant_running and not t.waiting:
             self._start(t)
-            return True
-        return False
-
-    async def wait(self, tenant: str, deadline: float) -> None:
-        """Wait for a thread for an execution `enter` queued (`deadline`: a time.monotonic() value).
-
-        Raises RunnerBusy when the deadline passes first; cancelled, it leaves the queue."""
-        t = self._tenants[tenant]
+            return None
+        # Queued in the same step as the check: a thread freed from here on is handed to it.
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         t.waiting.append(granted)
         if tenant not in self._turns:
             self._turns.append(tenant)
+        return granted
+
+    async def wait(self, tenant: str, granted: asyncio.Future[None], deadline: float) -> None:
+        """Wait until the queued execution is given a thread (`deadline`: a time.monotonic() value).
+
+        Raises RunnerBusy when the deadline passes first (reason queued_past_deadline) or when
+        `granted` was cancelled, i.e. the caller left (reason abandoned)."""
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await granted
@@ -80,13 +82,16 @@ class Admission:
             else:
                 granted.cancel()
                 with suppress(ValueError):
-                    t.waiting.remove(granted)
-                self._leave(tenant, t)
+                    self._tenants[tenant].waiting.remove(granted)
+                self._leave(tenant, self._tenants[tenant])
             if isinstance(exc, TimeoutError):
                 raise RunnerBusy(
                     "no thread became free before the deadline; the guest did not run",
                     reason="queued_past_deadline",
                 ) from None
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling():
+                raise RunnerBusy("the caller left while queued", reason="abandoned") from None
             raise
 
     def release(self, tenant: str) -> None:

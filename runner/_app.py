@@ -192,25 +192,22 @@ def create_app(
         tenant = envelope.context.tenant_id
         deadline = time.monotonic() + state.runtime.budgets(envelope)[2]
         try:
-            ready = state.admission.enter(tenant)
+            place = state.admission.enter(tenant)
         except RunnerBusy as exc:
             return shed(exc)
         gauges(state.admission)
         # Watch the connection from here on: a caller that leaves must not keep its slot.
         gone = asyncio.ensure_future(_disconnected(request.receive))
         try:
-            if not ready:
-                waiting = asyncio.ensure_future(state.admission.wait(tenant, deadline))
-                _on_disconnect(gone, waiting.cancel)
+            if place is not None:
+                _on_disconnect(gone, place.cancel)
                 try:
-                    await waiting
+                    await state.admission.wait(tenant, place, deadline)
                 except RunnerBusy as exc:
-                    return shed(exc)
-                except asyncio.CancelledError:
-                    if not gone.done():
-                        raise
+                    if exc.reason != "abandoned":
+                        return shed(exc)
                     metrics.abandoned.labels("queued").inc()
-                    return answer(RunnerBusy("the caller left while queued", reason="abandoned"))
+                    return answer(exc)
                 finally:
                     gauges(state.admission)
             cancel = threading.Event()
