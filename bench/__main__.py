@@ -4,9 +4,10 @@ Runs, in one process, each module's `rows()` (baseline and subject interleaved i
 components (compile vs deserialize of the Python sample, memory per loaded component), installs
 (gateway install resolution at 10 vs 10,000 installs, cold and cached), runner (per-call overhead vs
 bare wasmtime-py, first call, RSS, ASGI and HTTP), gateway (hop transport, limiter round trip, end-to-end
-req/s vs bare uvicorn), debug_stream (execute with the Redis debug sink vs memory, log-to-SSE delay),
-control_plane (publish and install vs an empty one-activity workflow), load, and hostile (issue 11's
-attacks against a full stack while another tenant's benign call is timed; bench/hostile.py).
+req/s vs bare uvicorn), deadlines (answer time - timeout of a spinning guest, a victim tenant's latency
+during another tenant's flood), debug_stream (execute with the Redis debug sink vs memory, log-to-SSE
+delay), control_plane (publish and install vs an empty one-activity workflow), load, and hostile (issue
+11's attacks against a full stack while another tenant's benign call is timed; bench/hostile.py).
 Then prints ONE table (figure, value, baseline, ratio) and writes it to
 bench/results/latest.json. Each module's detailed report stays `python -m bench.<name>`.
 
@@ -34,8 +35,18 @@ from pathlib import Path
 
 from bench.report import LATEST, Row, grouped, render, write_json
 
-ORDER = ("components", "installs", "runner", "gateway", "debug_stream", "control_plane", "load", "hostile")
-NEEDS_SERVICES = frozenset({"installs", "gateway", "debug_stream"})
+ORDER = (
+    "components",
+    "installs",
+    "runner",
+    "gateway",
+    "deadlines",
+    "debug_stream",
+    "control_plane",
+    "load",
+    "hostile",
+)
+NEEDS_SERVICES = frozenset({"installs", "gateway", "deadlines", "debug_stream"})
 
 
 def _runners(quick: bool) -> dict[str, Callable[[], list[Row]]]:
@@ -52,6 +63,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], list[Row]]]:
             continue
         if quick and name == "gateway":
             out[name] = functools.partial(rows, duration=1, skip_python_guest=True)
+        elif quick and name == "deadlines":
+            out[name] = functools.partial(rows, spins=5, flood_seconds=5.0)
         elif quick and name == "debug_stream":
             out[name] = functools.partial(rows, calls=120)
         elif quick and name == "control_plane":

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -154,6 +156,19 @@ async def _prepare(fs: FaultStack) -> str:
     return f"/api/ext/{EXTENSION}/hello"
 
 
+@contextlib.contextmanager
+def _env(key: str, value: str) -> Iterator[None]:
+    saved = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+
+
 async def measure(calls: int, concurrency: int) -> Result:
     existing = {k: os.environ.get(k, "") for k in ("EXT_GATEWAY_URL", "EXT_API_URL", "EXT_ADMIN_TOKEN")}
     root = Path(tempfile.mkdtemp(prefix="extplane-load-"))
@@ -166,7 +181,10 @@ async def measure(calls: int, concurrency: int) -> Result:
             for key in ("EXT_GATEWAY_URL", "EXT_API_URL", "EXT_RUNNER_URL", "EXT_ADMIN_TOKEN"):
                 environ.pop(key, None)
             fs = stack = FaultStack(root / "stack", environ)
-            await asyncio.to_thread(fs.up)  # Stack is sync (it runs its own event loop)
+            # One tenant's throughput is measured: no fair share between tenants (the apps inherit
+            # this process's environment; a stack attached to keeps its own setting).
+            with _env("EXT_TENANT_SHARE", "1"):
+                await asyncio.to_thread(fs.up)  # Stack is sync (it runs its own event loop)
         path = await _prepare(stack)
         env = stack.env
         warm = await hammer(env["EXT_GATEWAY_URL"], env["EXT_ADMIN_TOKEN"], path, WARMUP, concurrency)

@@ -130,10 +130,18 @@ class ApiSettings(CommonSettings):
     gateway_token_lookup_burst: int = 400
     # Rate limiter and pub/sub: fail fast (the limiter fails closed with 503).
     gateway_redis_timeout_ms: int = 500
-    # Keep-alive connections to the runner; idle ones older than this are dropped before the runner's
-    # own keep-alive timeout (uvicorn: 5 s) can race a reuse.
+    # Keep-alive connections to each runner; idle ones older than this are dropped well before the
+    # runner's own keep-alive timeout (EXT_KEEP_ALIVE_S, 5 s) can close one under a reuse. A request
+    # once written is never resent, so that race would cost a 502: keep idle_s below the runner's.
+    # All connections in use: 503 runner_busy at once (no queue at the gateway).
     gateway_runner_connections: int = 64
     gateway_runner_idle_s: float = 2.0
+    # Opening a connection to a runner; past it the call fails over to the next runner.
+    gateway_runner_connect_timeout_ms: int = Field(default=1_000, gt=0)
+    # The fraction of a runner's capacity one tenant may hold at once: here of each runner's
+    # connections, in the runner of its threads and of its admitted slots (same variable,
+    # EXT_TENANT_SHARE). Beyond it: 503 runner_busy. 1.0 turns fair sharing off.
+    tenant_share: float = Field(default=0.5, gt=0.0, le=1.0)
     # execution_log: bounded queue, batched writes off the request path; overflow is dropped and counted.
     gateway_log_queue: int = 10_000
     gateway_log_batch: int = 500
@@ -187,6 +195,11 @@ class RunnerSettings(CommonSettings):
     epoch_tick_ms: int = 5
     threads: int = 4
     queue_depth: int = 64
+    # One tenant holds at most this fraction of the threads and of threads + queue_depth (at least
+    # one of each); beyond it its calls get 503 runner_busy while other tenants are still served.
+    tenant_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    # uvicorn's keep-alive timeout; the gateway drops idle connections sooner (gateway_runner_idle_s).
+    keep_alive_s: int = 5
     component_cache_bytes: int = 512 * 1024 * 1024
     # Matches the gateway's body cap (ApiSettings.max_body_bytes): a body the gateway admits must not
     # fail in the runner.

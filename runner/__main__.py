@@ -40,6 +40,7 @@ def main() -> None:
             port=settings.port,
             log_config=None,
             access_log=False,
+            timeout_keep_alive=settings.keep_alive_s,
             loop="uvloop",
             http="httptools",
             lifespan="on",

@@ -2,8 +2,12 @@
 
 Plain Starlette rather than FastAPI: the hot path is one route whose body is already a pydantic
 model, and TOOLCHAIN.md measured FastAPI's per-request overhead at ~2x Starlette's. Executions run on
-a bounded thread pool; beyond `threads + queue_depth` admitted requests the runner answers 503
-`runner_busy` at once instead of queueing without bound.
+a bounded thread pool behind runner._admission: beyond `threads + queue_depth` admitted requests, or
+beyond one tenant's share of them, the runner answers 503 `runner_busy` at once instead of queueing.
+
+An execution's deadline starts at admission (waiting for a thread counts). While it waits or runs, the
+connection is watched: when the caller goes away (the gateway gave up and closed it) the execution
+leaves the queue, or its guest is ended at the next deadline check, so abandoned work frees its slot.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import asyncio
 import base64
 import hmac
 import ipaddress
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from starlette.routing import Route
 from bundles.blobstore import BlobStore, FilesystemBlobStore
 from core.crypto import Keyring
 from core.settings import RunnerSettings
+from runner._admission import Admission
 from runner._debug import DebugSink, InMemoryDebugSink, MeteredSink
 from runner._egress import EgressClient, EgressPolicy
 from runner._engine import Outcome, Runtime
@@ -51,8 +58,7 @@ class _State:
     pool: ThreadPoolExecutor
     storage: PgStorage
     egress: EgressClient
-    capacity: int
-    admitted: int = 0
+    admission: Admission
 
 
 def egress_policy(settings: RunnerSettings) -> EgressPolicy:
@@ -120,9 +126,16 @@ def create_app(
             pool=pool,
             storage=storage,
             egress=egress,
-            capacity=settings.threads + settings.queue_depth,
+            admission=Admission(
+                threads=settings.threads, queue_depth=settings.queue_depth, tenant_share=settings.tenant_share
+            ),
         )
-        log.info("runner_started", threads=settings.threads, queue_depth=settings.queue_depth)
+        log.info(
+            "runner_started",
+            threads=settings.threads,
+            queue_depth=settings.queue_depth,
+            tenant_share=settings.tenant_share,
+        )
         try:
             yield
         finally:
@@ -131,8 +144,11 @@ def create_app(
             egress.close()
             runtime.close()
 
-    def run_sync(state: _State, envelope: ExecuteRequest) -> Outcome:
+    def run_sync(
+        state: _State, envelope: ExecuteRequest, deadline: float, cancel: threading.Event
+    ) -> Outcome:
         before = state.cache.stats()
+        loading = time.monotonic()
         try:
             loaded = state.cache.get(envelope.context.content_hash)
         finally:
@@ -140,7 +156,18 @@ def create_app(
             metrics.cache_hits.inc(after.hits - before.hits)
             metrics.cache_misses.inc(after.misses - before.misses)
             metrics.cache_bytes.set(after.bytes)
-        return state.runtime.run(loaded, envelope, debug_sink)
+        # Loading a version (deserializing, or compiling on a first call) is not the guest's time.
+        deadline += time.monotonic() - loading
+        return state.runtime.run(loaded, envelope, debug_sink, deadline=deadline, cancel=cancel)
+
+    def shed(error: RunnerBusy) -> Response:
+        metrics.busy.inc()
+        metrics.shed.labels(error.reason).inc()
+        return answer(error)
+
+    def gauges(admission: Admission) -> None:
+        metrics.in_flight.set(admission.admitted)
+        metrics.queue_depth.set(admission.waiting)
 
     def answer(error: RunnerError, outcome: Outcome | None = None) -> Response:
         body = ExecuteResponse(
@@ -162,24 +189,47 @@ def create_app(
         except ValidationError as exc:
             return answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
         state = holder["state"]
-        if state.admitted >= state.capacity:
-            metrics.busy.inc()
-            return answer(RunnerBusy("all executor threads and queue slots are busy"))
-        state.admitted += 1
-        metrics.in_flight.set(state.admitted)
-        metrics.queue_depth.set(max(0, state.admitted - settings.threads))
+        tenant = envelope.context.tenant_id
+        deadline = time.monotonic() + state.runtime.budgets(envelope)[2]
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(state.pool, run_sync, state, envelope)
-        except RunnerError as exc:
-            return answer(exc)
-        except Exception:
-            # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
-            log.exception("execute_failed", request_id=envelope.context.request_id)
-            return answer(RunnerError("the runner failed to execute the request"))
+            place = state.admission.enter(tenant)
+        except RunnerBusy as exc:
+            return shed(exc)
+        gauges(state.admission)
+        # Watch the connection from here on: a caller that leaves must not keep its slot.
+        gone = asyncio.ensure_future(_disconnected(request.receive))
+        try:
+            if place is not None:
+                _on_disconnect(gone, place.cancel)
+                try:
+                    await state.admission.wait(tenant, place, deadline)
+                except RunnerBusy as exc:
+                    if exc.reason != "abandoned":
+                        return shed(exc)
+                    metrics.abandoned.labels("queued").inc()
+                    return answer(exc)
+                finally:
+                    gauges(state.admission)
+            cancel = threading.Event()
+            # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
+            _on_disconnect(gone, cancel.set)
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    state.pool, run_sync, state, envelope, deadline, cancel
+                )
+            except RunnerError as exc:
+                return answer(exc)
+            except Exception:
+                # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
+                log.exception("execute_failed", request_id=envelope.context.request_id)
+                return answer(RunnerError("the runner failed to execute the request"))
+            finally:
+                state.admission.release(tenant)
+                gauges(state.admission)
+                if cancel.is_set():
+                    metrics.abandoned.labels("running").inc()
         finally:
-            state.admitted -= 1
-            metrics.in_flight.set(state.admitted)
-            metrics.queue_depth.set(max(0, state.admitted - settings.threads))
+            gone.cancel()
         metrics.duration.observe(outcome.duration_ms / 1000.0)
         metrics.fuel.inc(outcome.fuel_consumed)
         if outcome.error is not None:
@@ -201,7 +251,8 @@ def create_app(
         return JSONResponse(
             {
                 "status": "ok",
-                "admitted": state.admitted,
+                "admitted": state.admission.admitted,
+                "running": state.admission.running,
                 "components": stats.entries,
                 "cache_bytes": stats.bytes,
             }
@@ -230,6 +281,17 @@ def create_app(
     )
     app.state.debug_sink = debug_sink
     return app
+
+
+def _on_disconnect(gone: asyncio.Future[None], action: Callable[[], object]) -> None:
+    """Run `action` when the watcher saw the client leave (not when it is cancelled at the end)."""
+    gone.add_done_callback(lambda f: None if f.cancelled() else action())
+
+
+async def _disconnected(receive: Callable[[], Awaitable[MutableMapping[str, object]]]) -> None:
+    """Returns when the client has closed the connection (the body was already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _metrics_of(outcome: Outcome | None) -> ExecMetrics | None:

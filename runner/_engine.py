@@ -5,15 +5,14 @@
     admission (caller) -> load (LRU) -> Store(fuel, epoch deadline, memory limit, WASI capture)
         -> instantiate -> handler(request) -> convert response -> classify any failure
 
-A ticker thread increments the engine epoch every `epoch_tick_ms`; a store's deadline is the number
-of ticks its timeout spans, plus one, so a guest never gets less than its timeout.
+The deadline is a wall-clock time the caller (runner._app) fixes at admission, so time spent queued
+for a thread counts; runner._deadline checks it, and the caller's cancel flag, at every epoch tick.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -25,13 +24,14 @@ from wasmtime.component import Linker
 from core.settings import RunnerSettings
 from runner import _adapter
 from runner._adapter import field, record
+from runner._deadline import DeadlineCheck, Ticker
 from runner._debug import DebugSink, OutputCapture
 from runner._host import HostServices, define_host
 from runner._invocation import Invocation, bound
 from runner._loader import Loaded
 from runner._traps import classify
 from runner.compile import new_engine
-from runner.errors import GuestTrap, InvalidEnvelope, ResponseTooLarge, RunnerError
+from runner.errors import DeadlineExceeded, GuestTrap, InvalidEnvelope, ResponseTooLarge, RunnerError
 from schema.capabilities import effective_capabilities
 from schema.envelope import ExecuteRequest
 
@@ -48,25 +48,6 @@ class Outcome:
     fuel_consumed: int
 
 
-class Ticker:
-    """The engine's epoch clock: one daemon thread per process."""
-
-    def __init__(self, engine: wasmtime.Engine, tick_s: float) -> None:
-        self._engine = engine
-        self._tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="epoch-ticker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._tick_s):
-            self._engine.increment_epoch()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
-
-
 class Runtime:
     def __init__(self, settings: RunnerSettings) -> None:
         _adapter.install()
@@ -78,6 +59,7 @@ class Runtime:
         # directories, no environment; its socket check denies every address and name lookup is off.
         self.linker.add_wasip2()
         self.ticker = Ticker(self.engine, settings.epoch_tick_ms / 1000.0)
+        self.deadline_check = DeadlineCheck(settings.epoch_tick_ms / 1000.0)
 
     def link(self, services: HostServices) -> None:
         define_host(self.linker, services)
@@ -85,29 +67,39 @@ class Runtime:
     def close(self) -> None:
         self.ticker.stop()
 
-    def budgets(self, envelope: ExecuteRequest) -> tuple[int, int, int, float]:
-        """(fuel, epoch ticks, memory bytes, timeout seconds) after clamping by operator maxima."""
+    def budgets(self, envelope: ExecuteRequest) -> tuple[int, int, float]:
+        """(fuel, memory bytes, timeout seconds) after clamping by operator maxima."""
         s = self.settings
         timeout_ms = min(envelope.limits.timeout_ms, s.max_timeout_ms)
         fuel = envelope.limits.fuel if envelope.limits.fuel is not None else timeout_ms * s.fuel_per_ms
         fuel = min(fuel, s.max_fuel)
-        ticks = math.ceil(timeout_ms / s.epoch_tick_ms) + 1
         memory = min(envelope.limits.memory_mb, s.max_memory_mb) * 1024 * 1024
-        return fuel, ticks, memory, timeout_ms / 1000.0
+        return fuel, memory, timeout_ms / 1000.0
 
-    def run(self, loaded: Loaded, envelope: ExecuteRequest, sink: DebugSink) -> Outcome:
+    def run(
+        self,
+        loaded: Loaded,
+        envelope: ExecuteRequest,
+        sink: DebugSink,
+        *,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Outcome:
+        """Execute one envelope. `deadline` (time.monotonic()) defaults to now + the timeout; setting
+        `cancel` ends the guest at its next check (runner._deadline.CHECK_S)."""
         started = time.perf_counter()
         try:
             caps = effective_capabilities(envelope.capabilities.granted)
         except ValueError as exc:
             raise InvalidEnvelope(str(exc)) from None
         request = _request_record(envelope, self.settings.max_request_bytes)
-        fuel, ticks, memory, timeout_s = self.budgets(envelope)
+        fuel, memory, timeout_s = self.budgets(envelope)
         limit = self.settings.max_output_bytes
         inv = Invocation(
             envelope=envelope,
             caps=caps,
-            deadline=time.monotonic() + timeout_s,
+            deadline=deadline if deadline is not None else time.monotonic() + timeout_s,
+            cancel=cancel if cancel is not None else threading.Event(),
             sink=sink,
             stdout=OutputCapture(limit),
             stderr=OutputCapture(limit),
@@ -120,7 +112,7 @@ class Runtime:
             wasi.stderr_custom = inv.stderr.write
             store.set_wasi(wasi)
         store.set_fuel(fuel)
-        store.set_epoch_deadline(ticks)
+        self.deadline_check.arm(store)
         store.set_limits(memory_size=memory)
         error: RunnerError | None = None
         status, body = 0, b""
@@ -134,7 +126,7 @@ class Runtime:
                         raise wasmtime.WasmtimeError("handler export is not a function")
                     response = handler(store, request)
                 except Exception as exc:
-                    error = classify(exc, guest_output=inv.guest_output())
+                    error = _stopped(inv) or classify(exc, guest_output=inv.guest_output())
                 else:
                     status, headers, body = self._response(response)
         except RunnerError as exc:
@@ -179,6 +171,15 @@ class Runtime:
         if not 100 <= status <= 599:
             status = 500
         return status, headers, body
+
+
+def _stopped(inv: Invocation) -> RunnerError | None:
+    """The failure of a guest that runner._deadline ended, from why it did (not from the message)."""
+    if inv.stopped == "deadline":
+        return DeadlineExceeded("the guest ran past its deadline", trap_code="interrupt")
+    if inv.stopped == "cancelled":
+        return DeadlineExceeded("the caller stopped waiting: the guest was ended", trap_code="cancelled")
+    return None
 
 
 def _fuel_left(store: Store) -> int:

@@ -1,8 +1,11 @@
 """Per-request state that host functions read: the envelope, the grants, the deadline, the captures.
 
 wasmtime hands a host function a `StoreContext`, not our Store, so the invocation travels in a
-thread-local: one execution runs start to finish on one executor thread, and its host calls run
-synchronously on that same thread.
+thread-local: one execution runs start to finish on one executor thread, and its host calls (and the
+epoch-deadline check of runner._deadline) run synchronously on that same thread.
+
+`cancel` is set from the event loop when the caller has gone (the gateway gave up); `stopped` records
+why the deadline check ended the guest, so the failure is classified from it and not from a message.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 from runner._debug import DebugEvent, DebugSink, Level, OutputCapture, Stream, cut, now
 from schema.capabilities import Capability
 from schema.envelope import ExecuteRequest
 
 _current = threading.local()
+Stop = Literal["deadline", "cancelled"]
 
 
 @dataclass(kw_only=True)
@@ -33,9 +38,20 @@ class Invocation:
     denied: list[str] = field(default_factory=list)
     host_failure: BaseException | None = None
     guest_reports: list[str] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stopped: Stop | None = None
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    def should_stop(self, now: float) -> Stop | None:
+        """Whether the guest must end now: its caller left, or its deadline passed (kept in `stopped`)."""
+        if self.stopped is None:
+            if self.cancel.is_set():
+                self.stopped = "cancelled"
+            elif now >= self.deadline:
+                self.stopped = "deadline"
+        return self.stopped
 
     def event(self, level: Level, stream: Stream, message: str, *, truncated: bool = False) -> None:
         text, was_cut = cut(message)
@@ -67,9 +83,15 @@ class Invocation:
 
 
 def current() -> Invocation:
-    inv: Invocation | None = getattr(_current, "inv", None)
+    inv = active()
     if inv is None:
         raise RuntimeError("host function called outside an execution")
+    return inv
+
+
+def active() -> Invocation | None:
+    """The invocation bound to this thread, if any."""
+    inv: Invocation | None = getattr(_current, "inv", None)
     return inv
 
 

@@ -20,6 +20,8 @@ class Metrics:
     queue_depth: Gauge
     in_flight: Gauge
     busy: Counter
+    shed: Counter
+    abandoned: Counter
     denied: Counter
 
     @classmethod
@@ -59,6 +61,18 @@ class Metrics:
                 "extplane_runner_in_flight", "Executions admitted (running or queued)", registry=r
             ),
             busy=Counter("extplane_runner_busy_rejections", "Requests refused with runner_busy", registry=r),
+            shed=Counter(
+                "extplane_runner_shed",
+                "runner_busy answers by reason (full, tenant_share, queued_past_deadline)",
+                ["reason"],
+                registry=r,
+            ),
+            abandoned=Counter(
+                "extplane_runner_abandoned",
+                "Executions whose caller left before the answer, by stage (queued, running)",
+                ["stage"],
+                registry=r,
+            ),
             denied=Counter(
                 "extplane_runner_capability_denied",
                 "Host calls refused for lack of a grant",

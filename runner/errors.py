@@ -5,7 +5,8 @@
         ├── InvalidEnvelope          400 invalid_request: malformed envelope, unknown capability, too large
         ├── ModuleNotFound           404 module_not_found: no bundle / no dist/main.wasm for the hash
         ├── ModuleRejected           422 module_rejected: hash mismatch, not a component of our world
-        ├── RunnerBusy               503 runner_busy: executor and its queue are full
+        ├── RunnerBusy               503 runner_busy: no slot (full, or the tenant's share taken),
+        │                            or no thread came free before the deadline: the guest never ran
         ├── CapabilityDenied         a host call the install was not granted (guests see a typed
         │                            `denied`; this class names the event in logs and metrics)
         ├── GuestTrap                500 guest_trap: keeps the wasmtime trap code ("unreachable", ...)
@@ -62,9 +63,15 @@ class ModuleRejected(RunnerError):
 
 
 class RunnerBusy(RunnerError):
+    """`reason` (full, tenant_share, queued_past_deadline) labels the runner's shed metric."""
+
     default_code = ErrorCode.RUNNER_BUSY
     http_status = 503
     retryable = True
+
+    def __init__(self, message: str, *, reason: str = "full") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CapabilityDenied(RunnerError):

@@ -4,7 +4,7 @@ The gateway builds `ExecuteRequest` from the resolved install and the tenant's H
 answers `ExecuteResponse`. Bodies travel base64-encoded. Secrets travel sealed (`SealedSecrets`, the
 fields of `core.crypto.SecretEnvelope`); only the runner opens them.
 
-HTTP status of the runner's answer (the gateway maps runner failures to 502/504 for the tenant):
+HTTP status of the runner's answer (the gateway maps runner failures to 502/503/504 for the tenant):
 
     200  the handler ran and returned a response, whatever its own status (a handler's 500 is a 200
          here, with `status: 500` inside). `error` is null.
@@ -18,8 +18,10 @@ HTTP status of the runner's answer (the gateway maps runner failures to 502/504 
     500  memory_exhausted    the guest hit its memory limit
     500  response_too_large  the handler's response exceeds the runner's cap
     500  internal            a runner bug or a secret that does not decrypt
-    503  runner_busy         every executor thread is busy and the wait queue is full; retry elsewhere
-    504  deadline_exceeded   the guest ran past `limits.timeout_ms`
+    503  runner_busy         no slot: every thread and queue slot is taken, or the tenant holds its
+                             share of them, or no thread came free before the deadline; the guest
+                             never ran (safe to retry)
+    504  deadline_exceeded   the guest ran past `limits.timeout_ms` (counted from admission)
 
 Every non-200 answer carries `error: {code, message}`; `metrics` is filled whenever the guest ran.
 """

@@ -30,6 +30,7 @@ from api.gateway.errors import (
     Forbidden,
     NotFound,
     RateLimited,
+    RunnerBusy,
     outcome_of,
 )
 from api.gateway.execlog import ExecRow
@@ -156,7 +157,7 @@ class GatewayApp:
         except ExtplaneError as err:
             status, outcome = err.http_status, outcome_of(err)
             headers = _json_headers(rid)
-            if isinstance(err, RateLimited):
+            if isinstance(err, RateLimited | RunnerBusy):
                 headers.append((b"retry-after", str(err.retry_after_s).encode()))
             body = error_body(err.code.value, err.message, rid)
         except Exception:
@@ -274,7 +275,11 @@ class GatewayApp:
             self.settings.gateway_timeout_ms, install.timeout_ms + self.settings.gateway_timeout_grace_ms
         )
         reply = await res.runner.execute(
-            envelope, request_id=rid, timeout_s=timeout_ms / 1000.0, headers=install.runner_headers
+            envelope,
+            request_id=rid,
+            timeout_s=timeout_ms / 1000.0,
+            tenant=caller.tenant_id,
+            headers=install.runner_headers,
         )
         try:
             answer = map_runner_reply(reply.status, reply.body)

@@ -10,6 +10,8 @@
         ├── RateLimited                 429 rate_limited (+ Retry-After)
         ├── RateLimiterUnavailable      503 rate_limiter_unavailable (the limiter fails closed)
         ├── BadGateway                  502 bad_gateway: runner down, bad answer, guest trap/fuel/memory
+        ├── RunnerBusy                  503 runner_busy (+ Retry-After): no runner capacity for the call
+        │                               (all slots taken, or the tenant's fair share); the guest never ran
         └── HandlerTimeout              504 handler_timeout: runner deadline or the gateway's own
 
 `outcome` is the execution_log classification of the call that ended with this error.
@@ -31,6 +33,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RateLimiterUnavailable",
+    "RunnerBusy",
     "Unauthorized",
     "outcome_of",
 ]
@@ -67,6 +70,14 @@ class BadGateway(GatewayError):
     default_code = ErrorCode.BAD_GATEWAY
     http_status = 502
     outcome = "upstream_error"
+
+
+class RunnerBusy(GatewayError):
+    default_code = ErrorCode.RUNNER_BUSY
+    http_status = 503
+    outcome = "upstream_error"
+    retryable = True
+    retry_after_s = 1
 
 
 class HandlerTimeout(GatewayError):

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.gateway.errors import BadGateway, HandlerTimeout, PayloadTooLarge
+from api.gateway.errors import BadGateway, HandlerTimeout, PayloadTooLarge, RunnerBusy
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -131,6 +131,9 @@ def map_runner_reply(status: int, body: bytes) -> HandlerAnswer:
     """The tenant-facing answer for a runner reply (schema.envelope documents the runner's statuses)."""
     if status == 504:
         raise HandlerTimeout("the handler ran past its deadline")
+    if status == 503 and _runner_code(body) == "runner_busy":
+        # Shed by the runner before the guest ran (full, the tenant's share, or queued too long).
+        raise RunnerBusy("no runner capacity for this call right now; retry later")
     if status != 200:
         raise BadGateway(f"runner failed: {_runner_code(body) or f'HTTP {status}'}")
     try:

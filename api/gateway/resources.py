@@ -86,6 +86,8 @@ class Resources:
             auth=settings.runner_auth.get_secret_value(),
             max_connections=settings.gateway_runner_connections,
             idle_s=settings.gateway_runner_idle_s,
+            connect_timeout_s=settings.gateway_runner_connect_timeout_ms / 1000.0,
+            tenant_share=settings.tenant_share,
         )
         metrics.register_caches(installs.cache, listener.connected, tokens=auth.authenticator.cache.counts)
         listener.start()

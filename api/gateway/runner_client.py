@@ -5,10 +5,18 @@ per-request machinery (URL model, header model, transports, pool bookkeeping) co
 call itself when measured (bench/gateway.py prints both). Here a request is one pre-formatted write and a
 response is a status line, a few headers and a Content-Length body read from an asyncio stream.
 
-Connections are pooled LIFO (the warmest socket first) and dropped when idle for longer than
-`idle_s`, so a reuse never races the runner's own keep-alive timeout. A pooled connection that fails
-before any response byte arrives is retried once on a fresh connection: the runner closed it idle, so
-it never saw the request. `http://host:port` and `unix:/path/to.sock` URLs are accepted.
+A request once written is never sent again: the runner may have executed it (a POST would run twice),
+whatever the connection did afterwards, so any failure after the write is a 502. Reuse is kept safe
+without resending: connections are pooled LIFO (the warmest first) and dropped once idle for `idle_s`,
+well below the runner's keep-alive timeout, so the runner does not close one under a reuse; one the
+runner closed anyway (a restart) is seen at EOF and discarded before anything is written. Only opening
+a connection may fail over (`RunnerUnreachable`: nothing was sent), and it is bounded by
+`connect_timeout_s`.
+
+Load shedding: each client holds at most `max_connections` calls in flight and one tenant at most its
+`tenant_share` of them; past either the call is refused at once (`RunnerSaturated`, 503 runner_busy,
+or the next runner) instead of queueing in the gateway where the runner's own fairness cannot see it.
+`http://host:port` and `unix:/path/to.sock` URLs are accepted.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from api.gateway.errors import BadGateway, HandlerTimeout
+from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -34,8 +42,8 @@ class RunnerUnreachable(BadGateway):
     """No connection could be opened: the request was never sent, so another runner may take it."""
 
 
-class _Stale(Exception):
-    """A pooled connection died before answering: safe to retry on a fresh one."""
+class RunnerSaturated(RunnerBusy):
+    """No connection slot for this call (all in use, or the tenant's share): never sent either."""
 
 
 class _Conn:
@@ -51,7 +59,16 @@ class _Conn:
 
 
 class RunnerClient:
-    def __init__(self, url: str, *, auth: str, max_connections: int = 64, idle_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: str,
+        max_connections: int = 64,
+        idle_s: float = 2.0,
+        connect_timeout_s: float = 1.0,
+        tenant_share: float = 1.0,
+    ) -> None:
         self._unix: str | None = None
         if url.startswith("unix:"):
             self._unix = url.removeprefix("unix:")
@@ -69,15 +86,30 @@ class RunnerClient:
             f"x-runner-auth: {auth}\r\n"
         ).encode("latin-1")
         self._idle: list[_Conn] = []
-        self._slots = asyncio.Semaphore(max_connections)
         self._idle_s = idle_s
+        self._connect_timeout_s = connect_timeout_s
+        self._max = max_connections
+        self._tenant_max = max(1, int(tenant_share * max_connections))
+        self._in_use = 0
+        self._by_tenant: dict[str, int] = {}
 
     async def execute(
-        self, envelope: bytes, *, request_id: str, timeout_s: float, headers: bytes = b""
+        self,
+        envelope: bytes,
+        *,
+        request_id: str,
+        timeout_s: float,
+        tenant: str = "",
+        headers: bytes = b"",
     ) -> RunnerReply:
-        """POST the envelope; BadGateway when the runner is unreachable or answers garbage,
-        HandlerTimeout when no full answer arrives within `timeout_s` (queueing for a slot included).
-        `headers` are extra pre-formatted `name: value\r\n` lines."""
+        """POST the envelope; RunnerSaturated when no slot is free for `tenant`, BadGateway when the
+        runner is unreachable or answers garbage, HandlerTimeout when no full answer arrives within
+        `timeout_s`. `headers` are extra pre-formatted `name: value\r\n` lines."""
+        held = self._by_tenant.get(tenant, 0)
+        if self._in_use >= self._max:
+            raise RunnerSaturated("every connection to the runner is in use")
+        if held >= self._tenant_max:
+            raise RunnerSaturated("the tenant holds its share of the connections to the runner")
         payload = b"".join(
             (
                 self._head,
@@ -90,47 +122,56 @@ class RunnerClient:
                 envelope,
             )
         )
+        self._in_use += 1
+        self._by_tenant[tenant] = held + 1
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._slots:
-                    conn = self._pooled()
-                    if conn is not None:
-                        try:
-                            return await self._roundtrip(conn, payload)
-                        except _Stale:
-                            pass
-                    try:
-                        return await self._roundtrip(await self._connect(), payload)
-                    except _Stale as exc:
-                        raise BadGateway("runner closed the connection without answering") from exc
+                conn = self._pooled() or await self._connect()
+                return await self._roundtrip(conn, payload)
         except TimeoutError:
             raise HandlerTimeout(f"no answer from the runner within {timeout_s:.1f}s") from None
+        finally:
+            self._in_use -= 1
+            left = self._by_tenant[tenant] - 1
+            if left:
+                self._by_tenant[tenant] = left
+            else:
+                del self._by_tenant[tenant]
 
     def _pooled(self) -> _Conn | None:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.idle_since < self._idle_s and not conn.reader.at_eof():
+            # EOF or a closing transport: the runner closed it (restart, keep-alive): nothing was sent.
+            if (
+                now - conn.idle_since < self._idle_s
+                and not conn.reader.at_eof()
+                and not conn.writer.is_closing()
+            ):
                 return conn
             conn.close()
         return None
 
     async def _connect(self) -> _Conn:
         try:
-            if self._unix is not None:
-                reader, writer = await asyncio.open_unix_connection(self._unix, limit=_MAX_HEAD)
-            else:
-                reader, writer = await asyncio.open_connection(self._host, self._port, limit=_MAX_HEAD)
+            async with asyncio.timeout(self._connect_timeout_s):
+                if self._unix is not None:
+                    reader, writer = await asyncio.open_unix_connection(self._unix, limit=_MAX_HEAD)
+                else:
+                    reader, writer = await asyncio.open_connection(self._host, self._port, limit=_MAX_HEAD)
+        except TimeoutError as exc:
+            raise RunnerUnreachable(
+                f"runner unreachable: no connection within {self._connect_timeout_s}s"
+            ) from exc
         except OSError as exc:
             raise RunnerUnreachable(f"runner unreachable: {type(exc).__name__}") from exc
         return _Conn(reader, writer)
 
     async def _roundtrip(self, conn: _Conn, payload: bytes) -> RunnerReply:
-        got_bytes = False
+        # From the write on, the runner may have executed the request: every failure is final.
         try:
             conn.writer.write(payload)
             head = await conn.reader.readuntil(b"\r\n\r\n")
-            got_bytes = True
             status, length, chunked, keep_alive = _parse_head(head)
             if chunked:
                 body = await _read_chunked(conn.reader)
@@ -140,13 +181,9 @@ class RunnerClient:
                 body, keep_alive = await conn.reader.read(_MAX_BODY), False
         except asyncio.IncompleteReadError as exc:
             conn.close()
-            if not got_bytes and not exc.partial:
-                raise _Stale() from exc
-            raise BadGateway("runner closed the connection mid-answer") from exc
+            raise BadGateway("runner closed the connection without a full answer") from exc
         except (ConnectionError, OSError) as exc:
             conn.close()
-            if not got_bytes:
-                raise _Stale() from exc
             raise BadGateway(f"runner connection failed: {type(exc).__name__}") from exc
         except asyncio.LimitOverrunError as exc:
             conn.close()
@@ -168,25 +205,65 @@ class RunnerClient:
 
 
 class RunnerPool:
-    """Several runner processes (`EXT_RUNNER_URL` as a comma-separated list): round robin per call,
-    and a call whose runner cannot be reached is sent to the next one (it was never delivered, so
-    this is safe for any method). The runner scales by processes; this is how the gateway uses them."""
+    """Several runner processes (`EXT_RUNNER_URL` as a comma-separated list): round robin per call.
+    A call that could not be sent to its runner (no connection, or no free slot there) goes to the
+    next one; once written, it is never sent anywhere else. The runner scales by processes; this is
+    how the gateway uses them."""
 
-    def __init__(self, urls: list[str], *, auth: str, max_connections: int, idle_s: float) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        auth: str,
+        max_connections: int,
+        idle_s: float,
+        connect_timeout_s: float = 1.0,
+        tenant_share: float = 1.0,
+    ) -> None:
         if not urls:
             raise ValueError("at least one runner URL is required")
         self._clients = [
-            RunnerClient(u, auth=auth, max_connections=max_connections, idle_s=idle_s) for u in urls
+            RunnerClient(
+                u,
+                auth=auth,
+                max_connections=max_connections,
+                idle_s=idle_s,
+                connect_timeout_s=connect_timeout_s,
+                tenant_share=tenant_share,
+            )
+            for u in urls
         ]
         self._next = 0
 
     @classmethod
-    def from_setting(cls, value: str, *, auth: str, max_connections: int, idle_s: float) -> RunnerPool:
+    def from_setting(
+        cls,
+        value: str,
+        *,
+        auth: str,
+        max_connections: int,
+        idle_s: float,
+        connect_timeout_s: float = 1.0,
+        tenant_share: float = 1.0,
+    ) -> RunnerPool:
         urls = [u.strip() for u in value.split(",") if u.strip()]
-        return cls(urls, auth=auth, max_connections=max_connections, idle_s=idle_s)
+        return cls(
+            urls,
+            auth=auth,
+            max_connections=max_connections,
+            idle_s=idle_s,
+            connect_timeout_s=connect_timeout_s,
+            tenant_share=tenant_share,
+        )
 
     async def execute(
-        self, envelope: bytes, *, request_id: str, timeout_s: float, headers: bytes = b""
+        self,
+        envelope: bytes,
+        *,
+        request_id: str,
+        timeout_s: float,
+        tenant: str = "",
+        headers: bytes = b"",
     ) -> RunnerReply:
         start = self._next
         self._next = (start + 1) % len(self._clients)
@@ -195,12 +272,20 @@ class RunnerPool:
         for client in order[:-1]:
             try:
                 return await client.execute(
-                    envelope, request_id=request_id, timeout_s=_left(deadline, timeout_s), headers=headers
+                    envelope,
+                    request_id=request_id,
+                    timeout_s=_left(deadline, timeout_s),
+                    tenant=tenant,
+                    headers=headers,
                 )
-            except RunnerUnreachable:
-                continue  # never delivered: the next runner may take it
+            except (RunnerUnreachable, RunnerSaturated):
+                continue  # never sent: the next runner may take it
         return await order[-1].execute(
-            envelope, request_id=request_id, timeout_s=_left(deadline, timeout_s), headers=headers
+            envelope,
+            request_id=request_id,
+            timeout_s=_left(deadline, timeout_s),
+            tenant=tenant,
+            headers=headers,
         )
 
     async def aclose(self) -> None:

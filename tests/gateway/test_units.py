@@ -12,9 +12,9 @@ import pytest
 
 from api.gateway.cache import TtlCache
 from api.gateway.envelope import prepare
-from api.gateway.errors import BadGateway, HandlerTimeout
+from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
 from api.gateway.http import forward_headers, map_runner_reply
-from api.gateway.runner_client import RunnerClient
+from api.gateway.runner_client import RunnerClient, RunnerSaturated
 from core.crypto import SecretEnvelope
 from registry.read_gateway import GatewayInstall
 from schema.envelope import ExecuteRequest
@@ -130,9 +130,11 @@ def test_runner_answers_map_to_tenant_statuses() -> None:
     assert map_runner_reply(200, _reply(204)).body == b""
     with pytest.raises(HandlerTimeout):
         map_runner_reply(504, b'{"error":{"code":"deadline_exceeded","message":"x"}}')
+    with pytest.raises(RunnerBusy):
+        map_runner_reply(503, b'{"error":{"code":"runner_busy","message":"x"}}')
     for status, body in [
         (500, b'{"error":{"code":"memory_exhausted","message":"x"}}'),
-        (503, b'{"error":{"code":"runner_busy","message":"x"}}'),
+        (503, b'{"error":"internal"}'),
         (401, b'{"error":"unauthenticated"}'),
         (200, b"not json"),
         (200, _reply(99)),
@@ -203,7 +205,7 @@ async def test_runner_client_keepalive_chunked_and_failures() -> None:
                         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
                     )
                 elif n == 3:
-                    writer.close()  # dies without answering: the client retries on a fresh connection
+                    writer.close()  # read it, then died without answering: it may have run
                     return
                 elif n == 5:
                     writer.write(b"garbage\r\n\r\n")
@@ -224,8 +226,11 @@ async def test_runner_client_keepalive_chunked_and_failures() -> None:
         assert (await client.execute(b"{}", request_id="r2", timeout_s=2)).body == b"abc"
         assert connections == 1  # kept alive
         assert b"x-runner-auth: s3cret\r\n" in seen[0] and b"x-request-id: r1\r\n" in seen[0]
-        assert (await client.execute(b"{}", request_id="r3", timeout_s=2)).body == b"ok"
-        assert connections == 2  # the stale connection was replaced transparently
+        with pytest.raises(BadGateway):
+            await client.execute(b"{}", request_id="r3", timeout_s=2)
+        assert len(seen) == 3  # written once, never sent again
+        assert (await client.execute(b"{}", request_id="r4", timeout_s=2)).body == b"ok"
+        assert connections == 2  # the dead connection was not reused
         with pytest.raises(BadGateway):
             await client.execute(b"{}", request_id="r5", timeout_s=2)
         with pytest.raises(HandlerTimeout):
@@ -237,3 +242,46 @@ async def test_runner_client_keepalive_chunked_and_failures() -> None:
     unreachable = RunnerClient(url, auth="x")
     with pytest.raises(BadGateway):
         await unreachable.execute(b"{}", request_id="r", timeout_s=2)
+
+
+async def test_runner_client_sheds_instead_of_queueing() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await _read_request(reader)
+                await release.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    server, url = await _serve(handler)
+    client = RunnerClient(url, auth="x", max_connections=4, tenant_share=0.5)
+    try:
+        held = [
+            asyncio.create_task(client.execute(b"{}", request_id=f"a{i}", timeout_s=10, tenant="a"))
+            for i in range(2)
+        ]
+        await asyncio.sleep(0)
+        # Tenant a holds its share (2 of 4): refused at once, not queued; tenant b still gets a slot.
+        with pytest.raises(RunnerSaturated) as refused:
+            await client.execute(b"{}", request_id="a3", timeout_s=10, tenant="a")
+        assert refused.value.code.value == "runner_busy" and refused.value.http_status == 503
+        others = [
+            asyncio.create_task(client.execute(b"{}", request_id=f"b{i}", timeout_s=10, tenant="b"))
+            for i in range(2)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(RunnerSaturated):  # all 4 in use
+            await client.execute(b"{}", request_id="c", timeout_s=10, tenant="c")
+        release.set()
+        assert [r.body for r in await asyncio.gather(*held, *others)] == [b"ok"] * 4
+        assert (await client.execute(b"{}", request_id="a4", timeout_s=10, tenant="a")).body == b"ok"
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()

@@ -174,7 +174,8 @@ async def test_concurrent_requests_get_their_own_context(runner_proc: RunnerProc
     """Two executor threads interleave host calls (context, denied secrets, traps); no crosstalk."""
     import asyncio
 
-    envs = [envelope(hostile, ("/context", "/secret", "/trap")[i % 3]) for i in range(60)]
+    # Spread over tenants: one tenant alone may hold only its share (EXT_TENANT_SHARE) of the slots.
+    envs = [envelope(hostile, ("/context", "/secret", "/trap")[i % 3], tenant=f"t{i % 4}") for i in range(60)]
     async with runner_proc.client() as client:
         responses = await asyncio.gather(*(client.post("/v1/execute", json=e) for e in envs))
     for env, resp in zip(envs, responses, strict=True):

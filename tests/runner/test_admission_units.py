@@ -1,0 +1,95 @@
+"""runner._admission alone (no services): caps, the round robin between tenants, and that no queued
+execution is ever forgotten, whatever order releases, cancellations and deadlines come in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from runner._admission import Admission
+from runner.errors import RunnerBusy
+
+LATER = 60.0
+
+
+def deadline(s: float = LATER) -> float:
+    return time.monotonic() + s
+
+
+async def test_shares_cap_threads_and_slots_per_tenant() -> None:
+    adm = Admission(threads=4, queue_depth=4, tenant_share=0.5)
+    assert (adm.tenant_running, adm.tenant_admitted) == (2, 4)
+    assert adm.enter("a") is None and adm.enter("a") is None  # a runs on its 2 threads
+    queued = [adm.enter("a"), adm.enter("a")]  # ... and waits for more, although 2 threads are idle
+    assert all(q is not None for q in queued)
+    with pytest.raises(RunnerBusy) as refused:
+        adm.enter("a")
+    assert refused.value.reason == "tenant_share"
+    assert adm.enter("b") is None  # another tenant still starts at once
+    assert (adm.running, adm.admitted, adm.waiting) == (3, 5, 2)
+
+
+async def test_full_runner_refuses_everyone() -> None:
+    adm = Admission(threads=1, queue_depth=1, tenant_share=1.0)
+    assert adm.enter("a") is None
+    assert adm.enter("b") is not None
+    with pytest.raises(RunnerBusy) as refused:
+        adm.enter("c")
+    assert refused.value.reason == "full"
+
+
+async def test_a_thread_freed_before_the_waiter_awaits_is_not_lost() -> None:
+    adm = Admission(threads=1, queue_depth=2, tenant_share=1.0)
+    assert adm.enter("a") is None
+    place = adm.enter("b")
+    assert place is not None
+    adm.release("a")  # before b's handler got to `wait`
+    await asyncio.wait_for(adm.wait("b", place, deadline()), 5)
+    assert (adm.running, adm.admitted) == (1, 1)
+    adm.release("b")
+    assert (adm.running, adm.admitted) == (0, 0)
+
+
+async def test_waiters_are_served_round_robin_across_tenants() -> None:
+    adm = Admission(threads=1, queue_depth=8, tenant_share=1.0)
+    assert adm.enter("a") is None
+    places = [(t, adm.enter(t)) for t in ("a", "a", "a", "b", "c")]
+    order: list[str] = []
+
+    async def waiter(tenant: str, place: asyncio.Future[None] | None) -> None:
+        assert place is not None
+        await adm.wait(tenant, place, deadline())
+        order.append(tenant)
+        await asyncio.sleep(0)
+        adm.release(tenant)
+
+    tasks = [asyncio.create_task(waiter(t, p)) for t, p in places]
+    await asyncio.sleep(0)
+    adm.release("a")
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    # a's backlog does not sit in front of b and c.
+    assert order == ["a", "b", "c", "a", "a"]
+    assert (adm.running, adm.admitted) == (0, 0)
+
+
+async def test_a_waiter_past_its_deadline_or_cancelled_leaves() -> None:
+    adm = Admission(threads=1, queue_depth=4, tenant_share=1.0)
+    assert adm.enter("a") is None
+    late, gone, next_ = adm.enter("b"), adm.enter("c"), adm.enter("d")
+    assert late is not None and gone is not None and next_ is not None
+    with pytest.raises(RunnerBusy) as expired:
+        await adm.wait("b", late, time.monotonic() + 0.01)
+    assert expired.value.reason == "queued_past_deadline"
+    waiting = asyncio.create_task(adm.wait("c", gone, deadline()))
+    await asyncio.sleep(0)
+    gone.cancel()  # the caller's connection closed
+    with pytest.raises(RunnerBusy) as left:
+        await waiting
+    assert left.value.reason == "abandoned"
+    assert (adm.admitted, adm.waiting) == (2, 1)
+    adm.release("a")  # goes to d, the only one still waiting
+    await asyncio.wait_for(adm.wait("d", next_, deadline()), 5)
+    adm.release("d")
+    assert (adm.running, adm.admitted, adm.waiting) == (0, 0, 0)
