@@ -28,6 +28,7 @@ from runner._adapter import field, record
 from runner._debug import DebugSink, OutputCapture
 from runner._host import HostServices, define_host
 from runner._invocation import Invocation, bound
+from runner._limits import store_budget
 from runner._loader import Loaded
 from runner._traps import classify
 from runner.compile import new_engine
@@ -121,7 +122,8 @@ class Runtime:
             store.set_wasi(wasi)
         store.set_fuel(fuel)
         store.set_epoch_deadline(ticks)
-        store.set_limits(memory_size=memory)
+        # memory_mb is the store's total (linear memories plus tables), not a per-memory size.
+        store_budget(memory).apply(store)
         error: RunnerError | None = None
         status, body = 0, b""
         headers: list[tuple[str, str]] = []
