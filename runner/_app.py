@@ -134,7 +134,7 @@ def create_app(
     def run_sync(state: _State, envelope: ExecuteRequest) -> Outcome:
         before = state.cache.stats()
         try:
-            loaded = state.cache.get(envelope.context.content_hash)
+            loaded = state.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
         finally:
             after = state.cache.stats()
             metrics.cache_hits.inc(after.hits - before.hits)
