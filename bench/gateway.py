@@ -52,7 +52,7 @@ from bench.report import Row
 from cli.devstack.stack import Stack
 from core.migrations import ensure_database, migrate
 from tests.gateway.conftest import free_port, wait_http
-from tests.runner.runner_helpers import manifest, precompiled_record, publish, python_guest
+from tests.runner.runner_helpers import artifact_digests, manifest, precompiled_record, publish, python_guest
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = "bench-runner-auth-0123456789abcdef"
@@ -237,6 +237,7 @@ def envelope(digest: str, name: str) -> bytes:
                 "body_b64": base64.b64encode(b'{"hi":1}').decode(),
             },
             "capabilities": {"granted": ["cap:log.emit", "cap:context.read"]},
+            "artifacts": artifact_digests(digest),  # as the gateway sends them
         }
     ).encode()
 

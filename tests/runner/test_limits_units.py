@@ -93,3 +93,30 @@ def test_response_is_checked_against_the_cap_and_the_deadline() -> None:
             runtime._response(fits, time.monotonic() - 0.001)
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("wat", "error", "says"),
+    [
+        ("(core module $m (table 100000 funcref)) (core instance (instantiate $m))", "MemoryExhausted", ""),
+        (
+            "(core module $m (table 1 funcref))" + " (core instance (instantiate $m))" * 9,
+            "ModuleRejected",
+            "tables",
+        ),
+        ("(core module $m)" + " (core instance (instantiate $m))" * 65, "ModuleRejected", "core instances"),
+    ],
+    ids=["initial-table-over-budget", "nine-tables", "65-instances"],
+)
+def test_limiter_refusals_at_instantiation_are_classified(wat: str, error: str, says: str) -> None:
+    from runner._traps import classify
+
+    engine = new_engine()
+    store = wasmtime.Store(engine)
+    store.set_fuel(10**6)
+    store.set_epoch_deadline(10)
+    store_budget(MiB).apply(store)
+    with pytest.raises(wasmtime.WasmtimeError) as info:
+        Linker(engine).instantiate(store, Component(engine, f"(component {wat})"))
+    classified = classify(info.value)
+    assert type(classified).__name__ == error and says in classified.message
