@@ -52,7 +52,7 @@ from bench.report import Row
 from cli.devstack.stack import Stack
 from core.migrations import ensure_database, migrate
 from tests.gateway.conftest import free_port, wait_http
-from tests.runner.runner_helpers import manifest, publish, python_guest
+from tests.runner.runner_helpers import artifact_digests, manifest, precompiled_record, publish, python_guest
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = "bench-runner-auth-0123456789abcdef"
@@ -185,8 +185,10 @@ async def seed(db_url: str, installs: dict[str, str]) -> str:
         for name, digest in installs.items():
             await conn.execute(
                 """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature, signer_key_id,
-                                        verified_at) VALUES ($1, 1, 'k', 's', 'ed25519:bench', now())""",
+                                        verified_at, precompiled)
+                   VALUES ($1, 1, 'k', 's', 'ed25519:bench', now(), $2::jsonb)""",
                 digest,
+                json.dumps(precompiled_record(digest)),  # the runner uses an artifact only against it
             )
             ext = await conn.fetchval(
                 "INSERT INTO extensions (name, publisher) VALUES ($1, 'b') RETURNING id", name
@@ -235,6 +237,7 @@ def envelope(digest: str, name: str) -> bytes:
                 "body_b64": base64.b64encode(b'{"hi":1}').decode(),
             },
             "capabilities": {"granted": ["cap:log.emit", "cap:context.read"]},
+            "artifacts": artifact_digests(digest),  # as the gateway sends them
         }
     ).encode()
 

@@ -4,7 +4,8 @@
    runner's `Runtime.run` vs the bare wasmtime-py floor (same Engine config, no runner code), plus a
    core-module floor from WAT.
 2. The same for the Python-SDK hello sample (a route without host calls, and /echo with one).
-3. First call of a new version: precompiled artifact (deserialize_file) vs compiling.
+3. First call of a new version: precompiled artifact (checked against its recorded sha256, then
+   deserialize_file of the private copy) vs compiling.
 4. Memory per loaded component (RSS delta).
 5. End to end through `python -m runner` over HTTP (keep-alive httpx), c=1 and c=8.
 6. Framework overhead per request (ASGI called directly, no server): Starlette route vs FastAPI route
@@ -39,10 +40,11 @@ from runner._engine import Runtime
 from runner._host import HostServices
 from runner._loader import ComponentCache
 from runner._secrets import SecretsCache
-from schema.envelope import ExecuteRequest
+from schema.envelope import ArtifactDigest, ExecuteRequest
 from tests.runner.runner_helpers import (
     FIXTURES,
     ROOT,
+    artifact_digests,
     envelope,
     manifest,
     publish,
@@ -190,11 +192,16 @@ class Bench:
         env = ExecuteRequest.model_validate(envelope(chash, path, method=method, body=b"hello"))
 
         def call() -> object:
-            out = self.runtime.run(cache.get(chash), env, self.sink)
+            out = self.runtime.run(cache.get(chash, artifacts=env.artifacts), env, self.sink)
             assert out.error is None, out.error
             return out
 
         return call
+
+
+def _recorded(chash: str) -> dict[str, ArtifactDigest]:
+    """The artifact digests publish() recorded, as the gateway's envelope carries them."""
+    return {fp: ArtifactDigest(**d) for fp, d in artifact_digests(chash).items()}
 
 
 def main() -> None:
@@ -234,7 +241,7 @@ def run() -> tuple[list[Row], str]:
         hello_doc.pop("ui", None)  # publish() packs manifest + wasm only: no UI, so no cap:ui.proxy
         hello_doc["capabilities"] = [c for c in hello_doc["capabilities"] if c != "cap:ui.proxy"]
         hello_hash = publish(work, hello_wasm, hello_doc, work, artifact=hello_art)
-        hello_component = b.cache().get(hello_hash).component
+        hello_component = b.cache().get(hello_hash, artifacts=_recorded(hello_hash)).component
         bare_py, via_py = paired(
             bare_component(engine, hello_component, wasi=True, path="/missing"),
             b.via_runner(hello_hash, "/missing", "GET"),
@@ -255,7 +262,7 @@ def run() -> tuple[list[Row], str]:
             cache = ComponentCache(engine, FilesystemBlobStore(d / "blobs"), max_bytes=1 << 33)
             env = ExecuteRequest.model_validate(envelope(chash, "/missing", method="GET"))
             t = time.perf_counter()
-            b.runtime.run(cache.get(chash), env, b.sink)
+            b.runtime.run(cache.get(chash, artifacts=env.artifacts), env, b.sink)
             return (time.perf_counter() - t) * 1e3
 
         art_ms = first_call(hello_wasm, hello_art, "com.bench.first-a")
@@ -280,7 +287,7 @@ def run() -> tuple[list[Row], str]:
         gc.collect()
         rss0 = _rss()
         for chash in hashes:
-            kept.append(mem_cache.get(chash))  # stays loaded, as in the runner's LRU
+            kept.append(mem_cache.get(chash, artifacts=_recorded(chash)))  # stays loaded, as in the LRU
             env = ExecuteRequest.model_validate(envelope(chash, "/missing", method="GET"))
             b.runtime.run(kept[-1], env, b.sink)
         gc.collect()

@@ -9,6 +9,7 @@ SQL: the WHERE clause carries the caller's tenant, never a tenant taken from the
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import asyncpg
 
 from core.crypto import SecretEnvelope
 from core.db import map_db_errors
+from schema.envelope import ENGINE_FINGERPRINT_PATTERN, MAX_ARTIFACTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +40,9 @@ class GatewayInstall:
     secrets_version: int
     rate_limit_rps: float | None
     rate_limit_burst: int | None
+    # The bundle's precompiled artifacts as (engine fingerprint, sha256 hex, size), for the runner to
+    # check an artifact against before deserializing it (schema.envelope `artifacts`).
+    artifacts: tuple[tuple[str, str, int], ...] = ()
 
 
 _INSTALL = """
@@ -50,14 +55,42 @@ SELECT i.id, i.tenant_id, e.name, v.version, v.content_hash,
                  WHERE c.install_id = i.id AND c.version = i.config_version), '{}'::jsonb) AS config,
        COALESCE((SELECT array_agg(ARRAY[a.method, a.path] ORDER BY a.path, a.method)
                  FROM api_endpoints a WHERE a.version_id = v.id), '{}') AS endpoints,
-       s.version AS s_version, s.ciphertext, s.nonce, k.wrapped_key, k.master_key_version
+       s.version AS s_version, s.ciphertext, s.nonce, k.wrapped_key, k.master_key_version,
+       b.precompiled
 FROM installs i
 JOIN extensions e ON e.id = i.extension_id
 JOIN versions v ON v.id = i.version_id
+JOIN bundles b ON b.content_hash = v.content_hash
 LEFT JOIN install_secrets s ON s.install_id = i.id AND s.version = i.secrets_version
 LEFT JOIN install_data_keys k ON k.install_id = i.id
 WHERE i.tenant_id = $1 AND e.name = $2
 """
+
+
+_FINGERPRINT = re.compile(ENGINE_FINGERPRINT_PATTERN)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _artifacts(precompiled: object) -> tuple[tuple[str, str, int], ...]:
+    """The well-formed `{fingerprint: {key, sha256, size}}` records; a malformed one is left out, so the
+    runner compiles for that engine instead of the install becoming unservable."""
+    if not isinstance(precompiled, dict):
+        return ()
+    found = []
+    for fingerprint, record in sorted(precompiled.items()):
+        if not isinstance(record, dict):
+            continue
+        sha256, size = record.get("sha256"), record.get("size")
+        if (
+            _FINGERPRINT.fullmatch(str(fingerprint))
+            and isinstance(sha256, str)
+            and _SHA256.fullmatch(sha256)
+            and isinstance(size, int)
+            and not isinstance(size, bool)
+            and size > 0
+        ):
+            found.append((str(fingerprint), sha256, size))
+    return tuple(found[:MAX_ARTIFACTS])
 
 
 async def gateway_install(pool: asyncpg.Pool, tenant_id: str, extension: str) -> GatewayInstall | None:
@@ -98,4 +131,5 @@ async def gateway_install(pool: asyncpg.Pool, tenant_id: str, extension: str) ->
         secrets_version=row["secrets_version"],
         rate_limit_rps=row["rate_limit_rps"],
         rate_limit_burst=row["rate_limit_burst"],
+        artifacts=_artifacts(row["precompiled"]),
     )

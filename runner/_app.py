@@ -150,7 +150,7 @@ def create_app(
         before = state.cache.stats()
         loading = time.monotonic()
         try:
-            loaded = state.cache.get(envelope.context.content_hash)
+            loaded = state.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
         finally:
             after = state.cache.stats()
             metrics.cache_hits.inc(after.hits - before.hits)

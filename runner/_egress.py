@@ -14,7 +14,15 @@ The response body is read up to a cap. Everything a fetch waits on, name resolut
 hop included, shares one budget: the execution's remaining deadline (capped by the operator timeout).
 `getaddrinfo` has no timeout of its own and cannot be interrupted, so it runs on a small resolver pool
 and the fetch stops waiting for it when the budget is spent; a hung DNS server costs a resolver thread,
-never a guest's deadline.
+never a guest's deadline. httpx's timeouts are per socket operation, so an upstream that drips a byte
+at a time would never trip them: every connect, TLS handshake, write and read of a fetch gets at most
+the time left before the fetch's deadline (runner/_egress_transport.py, under httpcore's connection pool).
+
+Redirects: a hop to another origin (scheme, host or port) carries only headers that cannot hold
+credentials (`_CROSS_ORIGIN_HEADERS`); Authorization, Cookie, API-key headers and the like stay with
+the origin the guest sent them to. A 307/308 to another origin is not followed when the request has a
+body (it would re-send the body there): the guest gets the redirect response and decides. No cookie
+jar: a Set-Cookie from one guest's upstream never rides along on another guest's request.
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+
+from runner._egress_transport import DeadlineBackend, DeadlineTransport
 
 _METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
@@ -37,6 +48,10 @@ _METADATA = frozenset(
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _DROP_REQUEST_HEADERS = frozenset(
     {"host", "connection", "content-length", "transfer-encoding", "upgrade", "proxy-authorization", "te"}
+)
+# Request headers a hop to another origin keeps: content negotiation only, nothing that authenticates.
+_CROSS_ORIGIN_HEADERS = frozenset(
+    {"accept", "accept-encoding", "accept-language", "content-language", "content-type", "user-agent"}
 )
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # socket.getaddrinfo's shape, replaceable in tests by a resolver that hangs.
@@ -107,6 +122,10 @@ def address_refusal(ip: IpAddress, policy: EgressPolicy) -> str | None:
     return None
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, (url.host or "").lower(), url.port or {"https": 443, "http": 80}.get(url.scheme))
+
+
 class EgressClient:
     """One per runner process; `fetch` runs on executor threads (httpx.Client is thread-safe)."""
 
@@ -116,14 +135,14 @@ class EgressClient:
         # Bounded: lookups stuck on a dead DNS server hold at most these threads; later ones queue and
         # time out with their fetch instead of piling up threads.
         self._resolvers = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="egress-resolve")
-        # No keep-alive: connections are keyed by the pinned IP, so a pooled TLS connection opened (and
-        # certificate-checked) for one host name could otherwise carry a request for another name that
-        # resolves to the same address.
+        self._backend = DeadlineBackend()
+        # A jar that accepts no cookie: this client serves every guest of the process.
         self._client = httpx.Client(
+            transport=DeadlineTransport(self._backend),
             follow_redirects=False,
             trust_env=False,
             timeout=policy.timeout_s,
-            limits=httpx.Limits(max_keepalive_connections=0),
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     def close(self) -> None:
@@ -199,11 +218,16 @@ class EgressClient:
             if result.status not in _REDIRECTS or not location:
                 return result
             try:
-                target = httpx.URL(urljoin(str(target), location))
+                nxt = httpx.URL(urljoin(str(target), location))
             except (httpx.InvalidURL, ValueError) as exc:
                 raise EgressError("invalid-url", f"bad redirect location: {exc}") from None
             if result.status == 303 or (result.status in (301, 302) and method.upper() == "POST"):
                 method, body = "GET", b""
+            if _origin(nxt) != _origin(target):
+                if body:  # a 307/308 keeps its body: sending it to another origin is the guest's call
+                    return result
+                send_headers = [(k, v) for k, v in send_headers if k.lower() in _CROSS_ORIGIN_HEADERS]
+            target = nxt
         raise EgressError("not-allowed", f"more than {self.policy.max_redirects} redirects")
 
     def _send(
@@ -220,14 +244,19 @@ class EgressClient:
         pinned = url.copy_with(host=str(ip))
         limit = self.policy.max_response_bytes
         try:
-            with self._client.stream(
-                method.upper(),
-                pinned,
-                headers=[*headers, ("host", host_header)],
-                content=body or None,
-                timeout=min(timeout_s, self.policy.timeout_s),
-                extensions={"sni_hostname": host},
-            ) as resp:
+            # One request may take the operator's timeout at most, and never past the fetch's deadline.
+            hop_deadline = time.monotonic() + min(timeout_s, self.policy.timeout_s)
+            with (
+                self._backend.deadline(hop_deadline),
+                self._client.stream(
+                    method.upper(),
+                    pinned,
+                    headers=[*headers, ("host", host_header)],
+                    content=body or None,
+                    timeout=min(timeout_s, self.policy.timeout_s),
+                    extensions={"sni_hostname": host},
+                ) as resp,
+            ):
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in resp.iter_bytes():  # decoded: the cap bounds what the guest gets

@@ -23,11 +23,12 @@ from wasmtime.component import Linker
 
 from core.settings import RunnerSettings
 from runner import _adapter
-from runner._adapter import field, record
+from runner._adapter import LiftTooLarge, call_bounded, field, record
 from runner._deadline import DeadlineCheck, Ticker
 from runner._debug import DebugSink, OutputCapture
 from runner._host import HostServices, define_host
 from runner._invocation import Invocation, bound
+from runner._limits import store_budget
 from runner._loader import Loaded
 from runner._traps import classify
 from runner.compile import new_engine
@@ -113,7 +114,8 @@ class Runtime:
             store.set_wasi(wasi)
         store.set_fuel(fuel)
         self.deadline_check.arm(store)
-        store.set_limits(memory_size=memory)
+        # memory_mb is the store's total (linear memories plus tables), not a per-memory size.
+        store_budget(memory).apply(store)
         error: RunnerError | None = None
         status, body = 0, b""
         headers: list[tuple[str, str]] = []
@@ -124,11 +126,23 @@ class Runtime:
                     handler = instance.get_func(store, loaded.handler)
                     if handler is None:
                         raise wasmtime.WasmtimeError("handler export is not a function")
-                    response = handler(store, request)
+                    response = call_bounded(
+                        handler,
+                        store,
+                        request,
+                        max_bytes=_lift_bound(self.settings.max_response_bytes),
+                        max_items=MAX_RESPONSE_HEADERS,
+                    )
+                except LiftTooLarge as exc:
+                    error = ResponseTooLarge(
+                        f"more than {MAX_RESPONSE_HEADERS} response headers"
+                        if exc.items
+                        else f"response headers and body exceed {self.settings.max_response_bytes} bytes"
+                    )
                 except Exception as exc:
                     error = _stopped(inv) or classify(exc, guest_output=inv.guest_output())
                 else:
-                    status, headers, body = self._response(response)
+                    status, headers, body = self._response(response, inv.deadline)
         except RunnerError as exc:
             error = exc
         finally:
@@ -146,17 +160,11 @@ class Runtime:
             fuel_consumed=consumed,
         )
 
-    def _response(self, response: object) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _response(self, response: object, deadline: float) -> tuple[int, list[tuple[str, str]], bytes]:
+        # The lift was bounded (call_bounded): what is converted here is at most about the cap.
         status = int(field(response, "status"))
-        raw_headers = field(response, "headers")
-        if len(raw_headers) > MAX_RESPONSE_HEADERS:
-            raise ResponseTooLarge(f"more than {MAX_RESPONSE_HEADERS} response headers")
-        headers = [(str(field(h, "name")), str(field(h, "value"))) for h in raw_headers]
+        headers = [(str(field(h, "name")), str(field(h, "value"))) for h in field(response, "headers")]
         text: str = field(response, "body")
-        limit = self.settings.max_response_bytes
-        # Cheap bound before encoding: a UTF-8 string is at least len(text) bytes.
-        if len(text) > limit * (4 if field(response, "body_base64") else 1) + 4:
-            raise ResponseTooLarge(f"response body exceeds {limit} bytes")
         if field(response, "body_base64"):
             try:
                 body = base64.b64decode(text, validate=True)
@@ -166,8 +174,14 @@ class Runtime:
                 ) from None
         else:
             body = text.encode("utf-8")
-        if len(body) > limit:
-            raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+        # Headers travel to the tenant like the body (and cost the same on the way): one cap for both.
+        size = len(body) + sum(len(n.encode()) + len(v.encode()) for n, v in headers)
+        limit = self.settings.max_response_bytes
+        if size > limit:
+            raise ResponseTooLarge(f"response headers and body exceed {limit} bytes")
+        # The epoch deadline stops wasm only; a response finished being converted after it is late.
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded("the guest ran past its deadline")
         if not 100 <= status <= 599:
             status = 500
         return status, headers, body
@@ -180,6 +194,11 @@ def _stopped(inv: Invocation) -> RunnerError | None:
     if inv.stopped == "cancelled":
         return DeadlineExceeded("the caller stopped waiting: the guest was ended", trap_code="cancelled")
     return None
+
+
+def _lift_bound(limit: int) -> int:
+    """String bytes a response may lift: the cap, with room for a body at the cap sent as base64."""
+    return limit + limit // 3 + 4
 
 
 def _fuel_left(store: Store) -> int:

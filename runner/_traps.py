@@ -5,9 +5,18 @@ ones wasmtime 50 prints. Unknown failures still become a `GuestTrap`: nothing es
 
 from __future__ import annotations
 
+import re
+
 import wasmtime
 
-from runner.errors import DeadlineExceeded, FuelExhausted, GuestTrap, MemoryExhausted, RunnerError
+from runner.errors import (
+    DeadlineExceeded,
+    FuelExhausted,
+    GuestTrap,
+    MemoryExhausted,
+    ModuleRejected,
+    RunnerError,
+)
 
 # (marker in the message, trap code) checked in order; the first match wins.
 _TRAP_MARKERS: tuple[tuple[str, str], ...] = (
@@ -29,11 +38,18 @@ _TRAP_MARKERS: tuple[tuple[str, str], ...] = (
 # which then aborts is indistinguishable from any other abort: it classifies as a plain trap.)
 _OOM_MARKERS = (
     "exceeds memory limits",
+    "exceeds table limits",
     "memory allocation of",
     "MemoryError",
     "out of memory",
     "failed to grow memory",
 )
+
+
+# The store limiter refusing a component at instantiation because it declares more memories, tables or
+# core instances than runner/_limits.py allows ("resource limit exceeded: memory count too high at 17"):
+# a property of the component, so the same answer as a component outside the world.
+_COUNT_MARKER = re.compile(r"resource limit exceeded: (memory|table|instance) count too high")
 
 
 def trap_code(message: str) -> str | None:
@@ -56,6 +72,10 @@ def classify(exc: BaseException, *, guest_output: str = "") -> RunnerError:
     if not isinstance(exc, wasmtime.WasmtimeError | wasmtime.Trap):
         return GuestTrap(f"host function failed: {type(exc).__name__}", trap_code="host_error")
     message = str(exc)
+    counted = _COUNT_MARKER.search(message)
+    if counted is not None:
+        what = {"memory": "linear memories", "table": "tables", "instance": "core instances"}[counted[1]]
+        return ModuleRejected(f"the component declares more {what} than the runner allows")
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
     # The useful line is the "Caused by" one ("wasm trap: ..."); the first is a backtrace header.
     first = next((ln for ln in reversed(lines) if "wasm trap:" in ln), lines[0] if lines else "wasm trap")

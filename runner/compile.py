@@ -35,6 +35,11 @@ ENGINE_FLAGS: dict[str, bool | str | int] = {
     "parallel_compilation": True,
     # 1 MiB of wasm stack: deep recursion traps as a stack overflow instead of eating host stack.
     "max_wasm_stack": 1024 * 1024,
+    # GC objects and exception objects live in a per-store GC heap that the store limiter sizes like
+    # one more linear memory, outside the memory count: with them a guest could hold twice its cap
+    # (runner/_limits.py). No toolchain the project supports emits either.
+    "wasm_gc": False,
+    "wasm_exceptions": False,
 }
 
 # Flags above that do not change the bytes of an artifact (left out of the fingerprint).

@@ -2,7 +2,10 @@
 
 The gateway builds `ExecuteRequest` from the resolved install and the tenant's HTTP call; the runner
 answers `ExecuteResponse`. Bodies travel base64-encoded. Secrets travel sealed (`SealedSecrets`, the
-fields of `core.crypto.SecretEnvelope`); only the runner opens them.
+fields of `core.crypto.SecretEnvelope`); only the runner opens them. `artifacts` carries the registry's
+record of the bundle's precompiled artifacts (`bundles.precompiled`): a deserialized artifact is native
+code, so the runner (which cannot read Postgres) uses one only if its bytes hash to the sha256 recorded
+when the publish workflow compiled it, and otherwise compiles the hash-checked bundle itself.
 
 HTTP status of the runner's answer (the gateway maps runner failures to 502/503/504 for the tenant):
 
@@ -33,6 +36,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_HEADERS = 256
+MAX_ARTIFACTS = 16
+# runner.compile.engine_fingerprint() values (also bundles.blobstore's fingerprint rule).
+ENGINE_FINGERPRINT_PATTERN = r"^[a-z0-9_-][a-z0-9._-]{0,127}$"
 
 
 class _Model(BaseModel):
@@ -90,6 +96,16 @@ class SealedSecrets(_Model):
     master_key_version: Annotated[int, Field(ge=0)]
 
 
+class ArtifactDigest(_Model):
+    """One precompiled artifact as the publish workflow recorded it: lowercase hex sha256 and size."""
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, Field(ge=1)]
+
+
+EngineFingerprint = Annotated[str, Field(pattern=ENGINE_FINGERPRINT_PATTERN)]
+
+
 class CallUser(_Model):
     id: str
     email: str = ""
@@ -106,6 +122,8 @@ class ExecuteRequest(_Model):
     egress: Annotated[list[str], Field(max_length=64)] = []
     secrets: SealedSecrets | None = None
     user: CallUser | None = None
+    # The bundle's precompiled artifacts by engine fingerprint; none means the runner compiles.
+    artifacts: Annotated[dict[EngineFingerprint, ArtifactDigest], Field(max_length=MAX_ARTIFACTS)] = {}
 
 
 class ExecError(_Model):

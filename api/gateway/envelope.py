@@ -1,10 +1,10 @@
 """The install as the hot path uses it, and the execute envelope (schema.envelope) in bytes.
 
 Everything that depends only on the install — context ids, config, limits, grants, egress, sealed
-secrets — is validated against `schema.envelope` once, when the install is cached, and kept as
-pre-serialized JSON fragments. A call then only serializes what is its own (request id, method, path,
-query, headers, user) and splices the base64 body in as bytes, which keeps a 10 MiB body from being
-copied through a JSON encoder.
+secrets, the digests of the bundle's precompiled artifacts — is validated against `schema.envelope`
+once, when the install is cached, and kept as pre-serialized JSON fragments. A call then only
+serializes what is its own (request id, method, path, query, headers, user) and splices the base64
+body in as bytes, which keeps a 10 MiB body from being copied through a JSON encoder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ import json
 from dataclasses import asdict, dataclass
 
 from registry.read_gateway import GatewayInstall
-from schema.envelope import CallContext, ExecLimits, ExecuteRequest, Grants, HttpCall, SealedSecrets
+from schema.envelope import (
+    ArtifactDigest,
+    CallContext,
+    ExecLimits,
+    ExecuteRequest,
+    Grants,
+    HttpCall,
+    SealedSecrets,
+)
 from schema.manifest import endpoint_matches
 
 
@@ -37,7 +45,7 @@ class PreparedInstall:
     # between can see which install state a call was made against without parsing the envelope.
     runner_headers: bytes
     _context_head: bytes  # '{"context":{...static fields...,"request_id":'
-    _tail: bytes  # ',"limits":...,"capabilities":...,"egress":...,"secrets":...'
+    _tail: bytes  # ',"limits":...,"capabilities":...,"egress":...,"secrets":...,"artifacts":...'
 
     @property
     def active(self) -> bool:
@@ -99,6 +107,7 @@ def prepare(install: GatewayInstall, *, default_rps: float, default_burst: int) 
     )
     limits = ExecLimits(timeout_ms=install.timeout_ms, memory_mb=install.memory_mb)
     secrets = SealedSecrets(**asdict(install.secrets)) if install.secrets is not None else None
+    artifacts = {fp: ArtifactDigest(sha256=sha, size=size) for fp, sha, size in install.artifacts}
     # The full model validates cross-field limits (egress count, ...) before we trust the fragments.
     ExecuteRequest(
         context=context,
@@ -107,6 +116,7 @@ def prepare(install: GatewayInstall, *, default_rps: float, default_burst: int) 
         capabilities=Grants(granted=list(install.granted_capabilities)),
         egress=list(install.egress),
         secrets=secrets,
+        artifacts=artifacts,
     )
     ctx = context.model_dump(mode="json", exclude={"request_id"})
     head = '{"context":' + _dumps(ctx)[:-1] + ',"request_id":'
@@ -120,6 +130,8 @@ def prepare(install: GatewayInstall, *, default_rps: float, default_burst: int) 
             _dumps(list(install.egress)),
             ',"secrets":',
             secrets.model_dump_json() if secrets is not None else "null",
+            ',"artifacts":',
+            _dumps({fp: a.model_dump() for fp, a in artifacts.items()}),
         )
     )
     by_method: dict[str, list[str]] = {}

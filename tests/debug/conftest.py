@@ -32,6 +32,7 @@ from tests.runner.runner_helpers import (
     AUTH,
     RunnerProcess,
     free_port,
+    precompiled_record,
     publish,
     python_guest,
     start_runner,
@@ -200,9 +201,11 @@ class Stack:
                 )
                 await conn.execute(
                     """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature,
-                                            signer_key_id, verified_at)
-                       VALUES ($1, 1, 'k', 'sig', 'ed25519:test', now()) ON CONFLICT DO NOTHING""",
+                                            signer_key_id, verified_at, precompiled)
+                       VALUES ($1, 1, 'k', 'sig', 'ed25519:test', now(), $2::jsonb)
+                       ON CONFLICT DO NOTHING""",
                     digest,
+                    json.dumps(precompiled_record(digest)),  # the runner checks the artifact against it
                 )
                 ext_id = await conn.fetchval(
                     """INSERT INTO extensions (name, publisher) VALUES ($1, 'acme')

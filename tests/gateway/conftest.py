@@ -181,7 +181,9 @@ class Registry:
         burst: int | None = None,
         status: str = "active",
         config: dict[str, Any] | None = None,
+        precompiled: Callable[[str], dict[str, Any]] | None = None,
     ) -> Install:
+        """Rows for an active install; `precompiled(content_hash)` gives `bundles.precompiled`."""
         digest = store_bundle(self.data_dir, wasm, extension, self.tmp)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -190,10 +192,11 @@ class Registry:
             )
             await conn.execute(
                 """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature, signer_key_id,
-                                      verified_at)
-                   VALUES ($1, 1, $2, 'sig', 'ed25519:test', now()) ON CONFLICT DO NOTHING""",
+                                      verified_at, precompiled)
+                   VALUES ($1, 1, $2, 'sig', 'ed25519:test', now(), $3) ON CONFLICT DO NOTHING""",
                 digest,
                 bundle_key(digest),
+                precompiled(digest) if precompiled is not None else {},
             )
             ext_id = await conn.fetchval(
                 """INSERT INTO extensions (name, publisher) VALUES ($1, 'acme')

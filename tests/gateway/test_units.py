@@ -86,6 +86,35 @@ def test_envelope_is_valid_and_carries_install_state() -> None:
     assert prepared.match("DELETE", "/items/abc") is None
 
 
+def test_envelope_carries_the_recorded_artifact_digests() -> None:
+    from dataclasses import replace
+
+    fp = "wasmtime-50.0.1-x86_64-linux-0123456789abcdef"
+    install = replace(INSTALL, artifacts=((fp, "ab" * 32, 4096),))
+    raw = prepare(install, default_rps=5.0, default_burst=10).envelope(
+        request_id="r", method="GET", path="/status", query="", headers=[], body_b64=b"", user={"id": "u"}
+    )
+    env = ExecuteRequest.model_validate_json(raw)
+    assert {k: (v.sha256, v.size) for k, v in env.artifacts.items()} == {fp: ("ab" * 32, 4096)}
+
+
+def test_malformed_precompiled_records_are_left_out() -> None:
+    from registry.read_gateway import _artifacts
+
+    good = {"key": "artifacts/x/fp.cwasm", "sha256": "cd" * 32, "size": 7}
+    records = {
+        "wasmtime-ok": good,
+        "Bad/Fingerprint": good,
+        "wasmtime-short-sha": {**good, "sha256": "cd"},
+        "wasmtime-upper-sha": {**good, "sha256": "CD" * 32},
+        "wasmtime-no-size": {"sha256": "cd" * 32},
+        "wasmtime-bool-size": {**good, "size": True},
+        "wasmtime-not-a-record": "x",
+    }
+    assert _artifacts(records) == (("wasmtime-ok", "cd" * 32, 7),)
+    assert _artifacts(None) == () and _artifacts([]) == ()
+
+
 def test_forwarded_headers_drop_credentials_and_hop_by_hop() -> None:
     raw = [
         (b"authorization", b"Bearer x"),

@@ -130,6 +130,21 @@ def _pack(wasm: bytes, manifest_doc: dict[str, Any], work: Path) -> bytes:
     return data
 
 
+# What the publish workflow would record in bundles.precompiled, by content hash, for the bundles
+# publish() stored with an artifact: envelope() sends it (as the gateway does) unless told otherwise.
+_PRECOMPILED: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def precompiled_record(chash: str) -> dict[str, dict[str, Any]]:
+    """The `bundles.precompiled` value for a bundle publish() stored (empty without an artifact)."""
+    return _PRECOMPILED.get(chash, {})
+
+
+def artifact_digests(chash: str) -> dict[str, dict[str, Any]]:
+    """The envelope's `artifacts` for a bundle publish() stored: the record without the blob key."""
+    return {fp: {"sha256": r["sha256"], "size": r["size"]} for fp, r in precompiled_record(chash).items()}
+
+
 def publish(
     data_dir: Path, wasm: bytes, manifest_doc: dict[str, Any], work: Path, *, artifact: bytes | None = None
 ) -> str:
@@ -139,7 +154,10 @@ def publish(
     store = FilesystemBlobStore(data_dir / "blobs")
     store.put(bundle_key(h), data)
     if artifact is not None:
-        store.put(artifact_key(h, engine_fingerprint()), artifact)
+        key = artifact_key(h, engine_fingerprint())
+        store.put(key, artifact)
+        record = {"key": key, "sha256": hashlib.sha256(artifact).hexdigest(), "size": len(artifact)}
+        _PRECOMPILED[h] = {engine_fingerprint(): record}
     return h
 
 
@@ -213,7 +231,9 @@ def envelope(
     config: dict[str, str] | None = None,
     secrets_doc: dict[str, Any] | None = None,
     user: dict[str, str] | None = None,
+    artifacts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """An execute envelope; `artifacts` defaults to the digests publish() recorded for `chash`."""
     return {
         "context": {
             "tenant_id": tenant,
@@ -236,6 +256,7 @@ def envelope(
         "egress": egress or [],
         "secrets": secrets_doc,
         "user": user,
+        "artifacts": artifact_digests(chash) if artifacts is None else artifacts,
     }
 
 

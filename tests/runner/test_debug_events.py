@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bundles.blobstore import FilesystemBlobStore, artifact_key, bundle_key
-from bundles.hashing import content_hash
-from bundles.pack import pack_directory
+from bundles.blobstore import FilesystemBlobStore
 from core.settings import RunnerSettings
 from runner._app import egress_policy
 from runner._debug import InMemoryDebugSink
@@ -20,9 +18,8 @@ from runner._engine import Runtime
 from runner._host import HostServices
 from runner._loader import ComponentCache
 from runner._secrets import SecretsCache
-from runner.compile import engine_fingerprint
 from schema.envelope import ExecuteRequest
-from tests.runner.runner_helpers import FIXTURES, GUESTS, envelope, manifest, python_guest
+from tests.runner.runner_helpers import FIXTURES, GUESTS, envelope, manifest, publish, python_guest
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +39,15 @@ def runtime() -> Iterator[Runtime]:
 
 
 def _load(rt: Runtime, tmp: Path, wasm: bytes, artifact: bytes | None = None) -> tuple[ComponentCache, str]:
-    src = tmp / "ext"
-    (src / "dist").mkdir(parents=True)
-    import json
-
-    (src / "manifest.json").write_text(json.dumps(manifest()))
-    (src / "dist" / "main.wasm").write_bytes(wasm)
-    data = pack_directory(src)
-    chash = content_hash(data)
-    store = FilesystemBlobStore(tmp / "blobs")
-    store.put(bundle_key(chash), data)
-    if artifact:
-        store.put(artifact_key(chash, engine_fingerprint()), artifact)
-    return ComponentCache(rt.engine, store, max_bytes=1 << 30), chash
+    chash = publish(tmp, wasm, manifest(), tmp, artifact=artifact)
+    return ComponentCache(rt.engine, FilesystemBlobStore(tmp / "blobs"), max_bytes=1 << 30), chash
 
 
 def test_guest_log_and_failures_carry_context(runtime: Runtime, tmp_path: Path) -> None:
     cache, chash = _load(runtime, tmp_path, (FIXTURES / "hostile.wasm").read_bytes())
     sink = InMemoryDebugSink()
     env = ExecuteRequest.model_validate(envelope(chash, "/alloc", limits={"memory_mb": 4}, tenant="t-1"))
-    outcome = runtime.run(cache.get(chash), env, sink)
+    outcome = runtime.run(cache.get(chash, artifacts=env.artifacts), env, sink)
     assert outcome.error is not None and outcome.error.code.value == "memory_exhausted"
     events = sink.events(request_id=env.context.request_id)
     assert [(e.stream, e.level) for e in events] == [("log", "error"), ("runner", "error")]
@@ -80,7 +66,7 @@ def test_stderr_flood_is_cut_at_8_kib(runtime: Runtime, tmp_path: Path) -> None:
     cache, chash = _load(runtime, tmp_path, wasm, artifact)
     sink = InMemoryDebugSink()
     env = ExecuteRequest.model_validate(envelope(chash, "/stderr-flood"))
-    outcome = runtime.run(cache.get(chash), env, sink)
+    outcome = runtime.run(cache.get(chash, artifacts=env.artifacts), env, sink)
     assert (outcome.status, outcome.body, outcome.error) == (200, b"flooded", None)
     [event] = [e for e in sink.events(request_id=env.context.request_id) if e.stream == "stderr"]
     assert event.truncated and len(event.message.encode()) == 8 * 1024

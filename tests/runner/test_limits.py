@@ -146,20 +146,6 @@ async def test_tampered_bundle_is_rejected(runner_proc: RunnerProcess, work_dir:
     assert (status, body["error"]["code"]) == (422, "module_rejected")
 
 
-async def test_compiles_without_artifact_then_stores_one(runner_proc: RunnerProcess, work_dir: Path) -> None:
-    from bundles.blobstore import FilesystemBlobStore, artifact_key
-    from runner.compile import engine_fingerprint
-
-    chash = publish(
-        runner_proc.data_dir, (FIXTURES / "echo.wasm").read_bytes(), manifest(name="com.test.echo"), work_dir
-    )
-    store = FilesystemBlobStore(runner_proc.data_dir / "blobs")
-    assert not store.exists(artifact_key(chash, engine_fingerprint()))
-    status, body = await _call(runner_proc, envelope(chash, "/anything", body=b"x"))
-    assert (status, base64.b64decode(body["body_b64"])) == (200, b"x")
-    assert store.exists(artifact_key(chash, engine_fingerprint()))
-
-
 async def test_metrics_count_outcomes(runner_proc: RunnerProcess, hostile: str) -> None:
     await _call(runner_proc, envelope(hostile, "/trap"))
     async with runner_proc.client() as client:

@@ -7,6 +7,7 @@ tests/.artifacts/screenshots/.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -93,7 +94,9 @@ def _hello_bundle(work: Path) -> tuple[bytes, bytes, dict[str, Any]]:
     return pack_directory(src), artifact, json.loads((HELLO / "manifest.json").read_text())
 
 
-async def _register(db_url: str, digest: str, manifest: dict[str, Any], tenant: str) -> str:
+async def _register(
+    db_url: str, digest: str, manifest: dict[str, Any], tenant: str, precompiled: dict[str, Any]
+) -> str:
     """Registry rows as publish + install would leave them; returns a tenant token."""
     token = "ext_" + uuid.uuid4().hex
     conn = await asyncpg.connect(db_url)
@@ -106,9 +109,11 @@ async def _register(db_url: str, digest: str, manifest: dict[str, Any], tenant: 
             )
             await conn.execute(
                 """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature, signer_key_id,
-                                        verified_at) VALUES ($1, 1, $2, 'sig', 'ed25519:t', now())""",
+                                        verified_at, precompiled)
+                   VALUES ($1, 1, $2, 'sig', 'ed25519:t', now(), $3)""",
                 digest,
                 bundle_key(digest),
+                precompiled,
             )
             ext_id = await conn.fetchval(
                 "INSERT INTO extensions (name, publisher) VALUES ($1, 'extplane') RETURNING id", NAME
@@ -158,9 +163,18 @@ async def stack(
     digest = content_hash(data)
     blobs = FilesystemBlobStore(work / "blobs")
     blobs.put(bundle_key(digest), data)
-    blobs.put(artifact_key(digest, engine_fingerprint()), artifact)
+    akey = artifact_key(digest, engine_fingerprint())
+    blobs.put(akey, artifact)
+    # As the publish workflow records it: the runner deserializes the artifact only against this.
+    precompiled = {
+        engine_fingerprint(): {
+            "key": akey,
+            "sha256": hashlib.sha256(artifact).hexdigest(),
+            "size": len(artifact),
+        }
+    }
     tenant = f"browser-{uuid.uuid4().hex[:8]}"
-    token = await _register(ui_db, digest, manifest, tenant)
+    token = await _register(ui_db, digest, manifest, tenant, precompiled)
 
     port = free_port()
     gateway_url = f"http://127.0.0.1:{port}"
