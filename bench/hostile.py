@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 from bench._attacks import ATTACKS
 from bench._hostile_stack import Hostile, Probe, prepare
@@ -27,6 +28,12 @@ from bench.report import Row
 from tests.faults.harness import FaultStack, clean_environ
 
 BASELINE_S = 3.0
+APP_SETTINGS = {
+    # Heartbeats every 2 s, so a revoked debug viewer is noticed within the bench's patience.
+    "EXT_DEBUG_HEARTBEAT_SECONDS": "2",
+    # Fuel for 10x the deadline, so that the deadline, not fuel, is what ends a spinning guest.
+    "EXT_FUEL_PER_MS": "20000000",
+}
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,11 @@ async def _baseline(h: Hostile) -> Probe:
 
 async def run(only: set[str]) -> tuple[Probe, list[Outcome]]:
     root = Path(tempfile.mkdtemp(prefix="extplane-hostile-"))
-    environ = clean_environ()
-    # Heartbeats every 2 s so a revoked debug viewer is noticed within the bench's patience.
-    environ["EXT_DEBUG_HEARTBEAT_SECONDS"] = "2"
-    fs = FaultStack(root / "stack", environ)
+    fs = FaultStack(root / "stack", clean_environ())
     try:
-        await asyncio.to_thread(fs.up)
+        # The apps inherit this process's environment.
+        with patch.dict(os.environ, APP_SETTINGS):
+            await asyncio.to_thread(fs.up)
         h = await prepare(fs)
         alone = await _baseline(h)
         outcomes: list[Outcome] = []
