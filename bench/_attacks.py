@@ -15,13 +15,24 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 from temporalio.client import Client
 
-from bench._hostile_stack import ATTACK_TIMEOUT_MS, ATTACKER, ATTACKER_EXT, VICTIM, VICTIM_EXT, Hostile
+from bench._hostile_stack import (
+    ATTACK_MEMORY_MB,
+    ATTACK_TIMEOUT_MS,
+    ATTACKER,
+    ATTACKER_EXT,
+    HEADERS_EXT,
+    MEMORY_EXT,
+    VICTIM,
+    VICTIM_EXT,
+    Hostile,
+)
 from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW
 from schema.temporal import CONTROL_TASK_QUEUE
 
@@ -153,6 +164,59 @@ async def _runner_idle(h: Hostile, *, within_s: float) -> bool:
                 return True
             await asyncio.sleep(0.05)
     return False
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _calls_with_rss(
+    h: Hostile, path: str, *, concurrency: int, rounds: int
+) -> tuple[Counter[str], float]:
+    """`rounds` x `concurrency` attacker calls of `path`; (statuses, peak runner RSS growth MiB)."""
+    pid = int(h.fs.service("runner")["pid"])
+    base = peak = _rss_mib(pid)
+    statuses: Counter[str] = Counter()
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_mib(pid))
+            await asyncio.sleep(0.01)
+
+    async def one(client: httpx.AsyncClient) -> None:
+        resp = await client.get(path)
+        code = resp.json().get("error", "") if resp.status_code >= 400 else ""
+        statuses[f"{resp.status_code} {code}".strip()] += 1
+
+    sampler = asyncio.create_task(sample())
+    async with h.tenant_client(h.attacker_token, timeout=60.0) as client:
+        for _ in range(rounds):
+            await asyncio.gather(*(one(client) for _ in range(concurrency)))
+    done.set()
+    await sampler
+    return statuses, peak - base
+
+
+async def memory_bomb(h: Hostile) -> tuple[bool, str]:
+    """Item 11: a component with 17 linear memories under a 32 MiB cap, 4 calls at a time."""
+    statuses, grew = await _calls_with_rss(h, f"/api/ext/{MEMORY_EXT}/x", concurrency=4, rounds=3)
+    # The cap is per store: 4 stores at once may hold 4 x 32 MiB, never 17 x that each.
+    ok = not any(s.startswith("200") for s in statuses) and grew <= 4 * ATTACK_MEMORY_MB + 64
+    return ok, f"attacker got {dict(statuses)}; runner RSS peak +{grew:.0f} MiB"
+
+
+async def header_lift_bomb(h: Hostile) -> tuple[bool, str]:
+    """Item 12: 64 response headers aliasing one 1 MiB buffer (64 MiB to lift), 4 calls at a time."""
+    statuses, grew = await _calls_with_rss(h, f"/api/ext/{HEADERS_EXT}/x?a", concurrency=4, rounds=3)
+    # What is left is transient and inside wasmtime's C API (it lifts the whole result before the
+    # host sees it, up to its 128 MiB hostcall limit): at most that per concurrent call.
+    ok = not any(s.startswith("200") for s in statuses) and grew <= 4 * 128
+    return ok, f"attacker got {dict(statuses)}; runner RSS peak +{grew:.0f} MiB"
 
 
 async def deadline(h: Hostile) -> tuple[bool, str]:
@@ -361,6 +425,8 @@ ATTACKS: list[tuple[str, str, Attack]] = [
     ("token_flood", "16", token_flood),
     ("spin_flood", "13", spin_flood),
     ("deadline", "14", deadline),
+    ("memory_bomb", "11", memory_bomb),
+    ("header_lift_bomb", "12", header_lift_bomb),
     ("traversal", "7", traversal),
     ("unencrypted_payload", "4", unencrypted_payload),
     ("idempotency_reuse", "17", idempotency_reuse),

@@ -3,35 +3,41 @@
 * tenant `victim` has `com.faults.victim` (the tiny component: `GET /hello` answers 200);
 * tenant `attacker` has `com.faults.attacker` (tests/gateway/fixtures/gwguest.wasm: `/loop` spins
   forever, `/reflect` echoes) with a 1 s deadline, a UI (so `/ext-ui/...` paths exist) and
-  `cap:debug.logs`; both have their own tenant tokens, the attacker's with `ext:debug`.
+  `cap:debug.logs`; and the component-WAT guests of tests/runner/wat_guests.py: `com.faults.memory`
+  (16 extra linear memories, each filled to what it is granted) and `com.faults.headers` (response
+  headers that all alias one 1 MiB buffer), both under a 32 MiB cap. Both tenants have their own
+  tokens, the attacker's with `ext:debug`.
 
-`Probe` is the benign caller: sequential `GET /hello` calls of the victim with its own token over one
-keep-alive connection, so its latency is what another tenant feels while an attack runs.
+`probe()` is the benign caller: sequential `GET /hello` calls of the victim with its own token over one
+keep-alive connection, from a process of its own, so its latency is what another tenant feels while
+an attack runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench._probe import Probe
 from bundles.hashing import content_hash
 from bundles.pack import pack_directory
 from bundles.signing import sign_bundle
 from schema.manifest import parse_manifest
 from tests.faults.harness import PUBLISHER, TINY_WASM, FaultStack
+from tests.runner.wat_guests import ALIAS_HEADERS, MANY_MEMORIES
 
 REPO = Path(__file__).resolve().parents[1]
 GWGUEST = REPO / "tests" / "gateway" / "fixtures" / "gwguest.wasm"
 VICTIM, VICTIM_EXT = "victim", "com.faults.victim"
 ATTACKER, ATTACKER_EXT = "attacker", "com.faults.attacker"
 ATTACK_TIMEOUT_MS = 1000
+MEMORY_EXT, HEADERS_EXT = "com.faults.memory", "com.faults.headers"
+ATTACK_MEMORY_MB = 32
 
 
 @dataclass
@@ -93,7 +99,8 @@ async def _publish_install(
             "x-bundle-signature": sig,
         },
     )
-    resp.raise_for_status()
+    if resp.status_code != 200:
+        raise RuntimeError(f"publish of {name} refused: {resp.text[:300]}")
     await fs.install(api, tenant, name)
     limits = await api.put(
         f"/v1/tenants/{tenant}/installs/{name}/limits", json={"rps": 1e6, "burst": 1_000_000}
@@ -141,48 +148,24 @@ async def prepare(fs: FaultStack) -> Hostile:
             },
             ui=True,
         )
+        for name, wasm in ((MEMORY_EXT, MANY_MEMORIES), (HEADERS_EXT, ALIAS_HEADERS)):
+            await _publish_install(
+                fs,
+                api,
+                ATTACKER,
+                name,
+                wasm,
+                {
+                    "api": {"endpoints": [{"method": "GET", "path": "/x"}]},
+                    "limits": {"timeout_ms": ATTACK_TIMEOUT_MS, "memory_mb": ATTACK_MEMORY_MB},
+                },
+                ui=False,
+            )
         h.victim_token = await _token(api, VICTIM, ["ext:read", "ext:write"])
         h.attacker_token = await _token(api, ATTACKER, ["ext:read", "ext:write", "ext:debug"])
     return h
 
 
-@dataclass
-class Probe:
-    """The victim's benign calls while something else happens; latencies in seconds."""
-
-    hostile: Hostile
-    latencies: list[float] = field(default_factory=list)
-    statuses: dict[str, int] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def _run(self) -> None:
-        async with self.hostile.tenant_client(self.hostile.victim_token, timeout=15.0) as client:
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    resp = await client.get(f"/api/ext/{VICTIM_EXT}/hello")
-                    status = str(resp.status_code)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                self.latencies.append(time.perf_counter() - t0)
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-                await asyncio.sleep(0.01)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-
-    def p50_ms(self) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[len(ordered) // 2] * 1e3
-
-    @property
-    def failures(self) -> int:
-        return sum(n for s, n in self.statuses.items() if s != "200")
+def probe(h: Hostile) -> Probe:
+    """The victim's benign calls, in a process of their own (bench/_probe.py)."""
+    return Probe(h.gateway, h.victim_token, f"/api/ext/{VICTIM_EXT}/hello")

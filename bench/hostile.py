@@ -23,7 +23,8 @@ from pathlib import Path
 from unittest.mock import patch
 
 from bench._attacks import ATTACKS
-from bench._hostile_stack import Hostile, Probe, prepare
+from bench._hostile_stack import Hostile, prepare, probe
+from bench._probe import ProbeResult
 from bench.report import Row
 from tests.faults.harness import FaultStack, clean_environ
 
@@ -48,15 +49,14 @@ class Outcome:
     victim_failures: int
 
 
-async def _baseline(h: Hostile) -> Probe:
-    probe = Probe(h)
-    probe.start()
+async def _baseline(h: Hostile) -> ProbeResult:
+    p = probe(h)
+    await p.start()
     await asyncio.sleep(BASELINE_S)
-    await probe.stop()
-    return probe
+    return await p.stop()
 
 
-async def run(only: set[str]) -> tuple[Probe, list[Outcome]]:
+async def run(only: set[str]) -> tuple[ProbeResult, list[Outcome]]:
     root = Path(tempfile.mkdtemp(prefix="extplane-hostile-"))
     fs = FaultStack(root / "stack", clean_environ())
     try:
@@ -70,15 +70,15 @@ async def run(only: set[str]) -> tuple[Probe, list[Outcome]]:
             if only and name not in only:
                 continue
             sys.stderr.write(f"attack {name} (item {item}) ...\n")
-            probe = Probe(h)
-            probe.start()
+            victim = probe(h)
+            await victim.start()
             t0 = time.perf_counter()
             try:
                 contained, detail = await attack(h)
             except Exception as exc:  # an attack that breaks the harness is not contained
                 contained, detail = False, f"{type(exc).__name__}: {str(exc)[:200]}"
             seconds = time.perf_counter() - t0
-            await probe.stop()
+            seen = await victim.stop()
             outcomes.append(
                 Outcome(
                     name=name,
@@ -86,9 +86,9 @@ async def run(only: set[str]) -> tuple[Probe, list[Outcome]]:
                     contained=contained,
                     detail=detail,
                     seconds=seconds,
-                    victim_p50_ms=probe.p50_ms(),
-                    victim_calls=len(probe.latencies),
-                    victim_failures=probe.failures,
+                    victim_p50_ms=seen.p50_ms(),
+                    victim_calls=len(seen.latencies),
+                    victim_failures=seen.failures,
                 )
             )
         return alone, outcomes
@@ -97,7 +97,7 @@ async def run(only: set[str]) -> tuple[Probe, list[Outcome]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def report(alone: Probe, outcomes: list[Outcome]) -> str:
+def report(alone: ProbeResult, outcomes: list[Outcome]) -> str:
     lines = [
         f"victim alone: p50 {alone.p50_ms():.1f} ms over {len(alone.latencies)} calls "
         f"({alone.failures} failed)",
