@@ -45,7 +45,15 @@ def test_splice_needs_the_markers() -> None:
 
 
 @pytest.mark.parametrize(
-    "doc", ["README.md", "docs/deploy.md", "docs/author-guide.md", "docs/operator.md", "docs/runner.md"]
+    "doc",
+    [
+        "README.md",
+        "docs/deploy.md",
+        "docs/author-guide.md",
+        "docs/operator.md",
+        "docs/runner.md",
+        "docs/security.md",
+    ],
 )
 def test_relative_links_resolve(doc: str) -> None:
     path = ROOT / doc
@@ -57,7 +65,7 @@ def test_relative_links_resolve(doc: str) -> None:
 
 def test_readme_lists_the_new_docs() -> None:
     readme = (ROOT / "README.md").read_text()
-    for doc in ("docs/deploy.md", "docs/manifest.md", "docs/author-guide.md"):
+    for doc in ("docs/deploy.md", "docs/manifest.md", "docs/author-guide.md", "docs/security.md"):
         assert f"]({doc})" in readme, doc
 
 
