@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -41,10 +42,16 @@ from schema.tenants import TENANT_RULE, valid_tenant
 
 ADMIN = "admin"
 ALL_SCOPES = frozenset(SCOPES)
-# `POST /v1/tokens` mints "ext_" + secrets.token_urlsafe(32) (43 characters). Shorter and longer bodies
-# are accepted within bounds for tokens written by other means (fixtures, earlier tooling); nothing
-# else can match a stored hash, so anything else is refused before hashing or a registry read.
-TOKEN_RE = re.compile(r"ext_[A-Za-z0-9_-]{32,128}")
+TOKEN_PREFIX = "ext_"
+# `mint_token` makes "ext_" + secrets.token_urlsafe(32) (43 characters). Shorter and longer bodies are
+# accepted within bounds for tokens written by other means (fixtures, earlier tooling); nothing else
+# can match a stored hash, so anything else is refused before hashing or a registry read.
+TOKEN_RE = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{32,128}}")
+
+
+def mint_token() -> str:
+    """A new bearer token (`POST /v1/tokens`): 256 random bits, url-safe, of the shape TOKEN_RE checks."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def well_formed(token: str) -> bool:

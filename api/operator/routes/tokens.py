@@ -10,14 +10,13 @@ scope they do not hold (admin holds all).
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.auth import PrincipalDep, token_hash
+from api.auth import PrincipalDep, mint_token, token_hash
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
 from api.operator.fields import StorableText
@@ -27,8 +26,6 @@ from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW, SCOPES, CreateTokenInp
 from schema.temporal import token_workflow_id
 
 router = APIRouter(tags=["tokens"], dependencies=[CheckParams])
-
-TOKEN_PREFIX = "ext_"
 
 
 class TokenBody(BaseModel):
@@ -71,7 +68,7 @@ async def create_token(
     if unknown:
         raise InvalidInput(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
     expires_at = _expiry(body)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = mint_token()
     token_id = str(uuid.uuid4())
     workflow_id = token_workflow_id(token_id)
     started = await control.start(
