@@ -47,6 +47,8 @@ class SecretsActivities:
             changed=stored.changed,
             version=stored.version,
             status=stored.status,
+            content_hash=stored.content_hash,
+            previous_key_names=stored.previous_key_names or [],
         )
 
     @activity.defn(name="rewrap_data_keys")

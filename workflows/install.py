@@ -8,7 +8,9 @@ Why an entity workflow with Updates rather than one workflow per operation with 
   * an Update answers synchronously with the change's own result or failure (an API can return 200/409/
     422 at once), and its validator refuses a malformed request before anything enters history;
   * each change still runs as its own child workflow (InstallChangeWorkflow) with Operation and the other
-    search attributes, so Temporal UI lists changes one by one.
+    search attributes, so Temporal UI lists changes one by one. The entity itself carries the
+    ExtensionVersion and ContentHash the install is at after its latest change (an uninstall keeps the
+    last ones), so `ContentHash = "sha256:…"` also finds the entities of installs running a bundle.
 Clients send `INSTALL_APPLY_UPDATE` with update-with-start (`USE_EXISTING`), so the entity is started on
 first use; an idle entity finishes after IDLE_TIMEOUT and the next update starts a fresh run.
 
@@ -58,6 +60,8 @@ IDLE_TIMEOUT = timedelta(days=1)
 # Refusing a reused request id in the handler is new logic: histories of older workers returned the
 # remembered result there instead (their requests carried no fingerprint, so none differ on replay).
 FINGERPRINT_PATCH = "idempotency-fingerprint"
+# Upserting ExtensionVersion/ContentHash after a change adds a command older histories do not have.
+CONTENT_HASH_PATCH = "install-entity-content-hash"
 MAX_CHANGES_PER_RUN = 200
 REMEMBERED_REQUESTS = 500
 
@@ -82,6 +86,7 @@ class InstallWorkflow:
         self._max_changes = inp.max_changes_per_run or MAX_CHANGES_PER_RUN
         self._activity = 0  # bumped by every finished change; the idle timer restarts on it
         self._lock = asyncio.Lock()
+        self._upserted = ("", "")  # (version, content hash) last set as search attributes in this run
 
     @workflow.run
     async def run(self, inp: InstallInput) -> None:
@@ -157,7 +162,14 @@ class InstallWorkflow:
             finally:
                 self._activity += 1
             self._remember(req.request_id, result)
+            self._upsert_version(result)
             return result
+
+    def _upsert_version(self, result: InstallChangeResult) -> None:
+        at = (result.version, result.content_hash)
+        if result.content_hash and at != self._upserted and workflow.patched(CONTENT_HASH_PATCH):
+            upsert(extension_version=result.version, content_hash=result.content_hash)
+            self._upserted = at
 
     @apply.validator
     def validate_apply(self, req: InstallRequest) -> None:

@@ -1,8 +1,9 @@
 """InstallChangeWorkflow: one change of one install, run as a child of the Install entity workflow.
 
 Each change is its own workflow (id `install/<tenant>/<extension>/change/<request id>`) with the search
-attributes TenantId, ExtensionName, ExtensionVersion, Operation and Actor, so Temporal UI lists every
-install, upgrade, rollback, config or secret rotation separately and filterably.
+attributes TenantId, ExtensionName, ExtensionVersion, ContentHash, Operation and Actor, so Temporal UI
+lists every install, upgrade, rollback, config or secret rotation separately and filterably. Version and
+content hash are those the install is at after the change (for an uninstall: was at before it).
 
 Steps: apply (one registry transaction: revision + 1, install_history row) [→ store secrets when the
 install carries initial secrets, or for set_secrets] → audit row (before/after) ∥ invalidation on Redis.
@@ -40,6 +41,10 @@ with workflow.unsafe.imports_passed_through():
     from schema.temporal import WorkflowType
     from workflows._common import RETRY, SHORT, audit, fail, failure_code, upsert
 
+# ContentHash (and, for an uninstall, ExtensionVersion) joined the second upsert: histories of older
+# workers recorded no upsert at all there when the version was empty (an uninstall).
+CONTENT_HASH_PATCH = "install-change-content-hash"
+
 
 @workflow.defn(name=WorkflowType.INSTALL_CHANGE)
 class InstallChangeWorkflow:
@@ -58,7 +63,7 @@ class InstallChangeWorkflow:
         after: dict[str, object] | None = None
         try:
             if req.operation is InstallOperation.SET_SECRETS:
-                result = await self._set_secrets(
+                result, replaced = await self._set_secrets(
                     inp,
                     wf_id,
                     InstallChangeResult(
@@ -69,6 +74,7 @@ class InstallChangeWorkflow:
                         workflow_id=wf_id,
                     ),
                 )
+                before = {"secret_names": replaced}
             else:
                 applied = await workflow.execute_activity_method(
                     RegistryActivities.apply_install_change,
@@ -89,7 +95,7 @@ class InstallChangeWorkflow:
                 )
                 result, before, after = applied.change, applied.before, applied.after
                 if req.operation is InstallOperation.INSTALL and req.secrets is not None:
-                    result = await self._set_secrets(inp, wf_id, result)
+                    result, _ = await self._set_secrets(inp, wf_id, result)
         except ActivityError as err:
             code, message = failure_code(err)
             await audit(
@@ -102,7 +108,14 @@ class InstallChangeWorkflow:
                 after={"error": code, "message": message},
             )
             raise fail(code, message) from None
-        upsert(extension_version=result.version)
+        # An uninstall leaves no version: it is filed under the one it removed.
+        removed = before if not result.version else None
+        at_version = result.version or (result.previous_version if removed else "")
+        at_hash = result.content_hash or str((removed or {}).get("content_hash") or "")
+        if workflow.patched(CONTENT_HASH_PATCH):
+            upsert(extension_version=at_version, content_hash=at_hash)
+        else:
+            upsert(extension_version=result.version)
         if req.secrets is not None:
             after = {**(after or {}), "secret_names": sorted(req.secrets.key_names)}
         # Audit and invalidation are independent and idempotent: run them side by side.
@@ -113,7 +126,8 @@ class InstallChangeWorkflow:
                 actor=req.actor,
                 tenant_id=inp.tenant_id,
                 extension_name=inp.extension,
-                version=result.version or None,
+                version=at_version or None,
+                content_hash=at_hash or None,
                 before=before,
                 after=after,
             )
@@ -138,7 +152,8 @@ class InstallChangeWorkflow:
 
     async def _set_secrets(
         self, inp: InstallChangeInput, wf_id: str, result: InstallChangeResult
-    ) -> InstallChangeResult:
+    ) -> tuple[InstallChangeResult, list[str]]:
+        """The result with the stored secrets version, and the key names of the secrets it replaced."""
         assert inp.request.secrets is not None  # the entity's validator guarantees it
         stored = await workflow.execute_activity_method(
             SecretsActivities.set_secrets,
@@ -151,12 +166,14 @@ class InstallChangeWorkflow:
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
-        return replace(
+        changed = replace(
             result,
             install_id=stored.install_id,
             revision=stored.revision,
             secrets_version=stored.secrets_version,
             version=result.version or stored.version,
+            content_hash=result.content_hash or stored.content_hash,
             status=result.status or stored.status,
             changed=True,
         )
+        return changed, stored.previous_key_names

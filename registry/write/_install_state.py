@@ -15,9 +15,15 @@ from schema.errors import ErrorCode
 # A connection from `pool.acquire()` or `asyncpg.connect`.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# The config values and secret names of the install's current versions ride along for the audit rows'
+# before/after (snapshot); the secret values stay encrypted in install_secrets and are never selected.
 INSTALL_COLUMNS = """i.id, i.tenant_id, i.extension_id, i.version_id, i.status, i.granted_capabilities,
     i.revision, i.config_version, i.secrets_version, i.rate_limit_rps, i.rate_limit_burst, i.debug_enabled,
-    v.version, v.status AS version_status, v.manifest"""
+    v.version, v.status AS version_status, v.manifest, v.content_hash,
+    (SELECT c.config FROM install_config c
+      WHERE c.install_id = i.id AND c.version = i.config_version) AS config,
+    (SELECT s.key_names FROM install_secrets s
+      WHERE s.install_id = i.id AND s.version = i.secrets_version) AS secret_names"""
 
 
 async def lock_install(conn: Conn, tenant_id: str, extension_id: Any) -> asyncpg.Record | None:
@@ -55,16 +61,20 @@ async def find_version(conn: Conn, ext_id: Any, name: str, version: str) -> asyn
 
 
 def snapshot(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    """Install state for audit rows (no secret material: versions and counters only)."""
+    """Install state for audit rows: the config values (docs/operator.md promises them) and the secret
+    *names*; never a secret value or ciphertext."""
     if row is None:
         return None
     return {
         "install_id": str(row["id"]),
         "version": row["version"],
+        "content_hash": row["content_hash"],
         "status": row["status"],
         "revision": row["revision"],
         "config_version": row["config_version"],
+        "config": row["config"],
         "secrets_version": row["secrets_version"],
+        "secret_names": sorted(row["secret_names"] or []),
         "granted_capabilities": list(row["granted_capabilities"]),
         "rate_limit_rps": row["rate_limit_rps"],
         "rate_limit_burst": row["rate_limit_burst"],

@@ -50,6 +50,7 @@ def _result(
         install_id=str(row["id"]) if row else "",
         revision=row["revision"] if row else 0,
         version=row["version"] if row else "",
+        content_hash=row["content_hash"] if row else "",
         previous_version=previous,
         status=row["status"] if row else "uninstalled",
         config_version=row["config_version"] if row else 0,

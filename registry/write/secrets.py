@@ -21,6 +21,9 @@ class StoredSecrets:
     changed: bool
     version: str
     status: str
+    content_hash: str = ""
+    # Key names of the secrets version this change replaced (none before the first).
+    previous_key_names: list[str] | None = None
 
 
 async def store_secrets(
@@ -47,19 +50,28 @@ async def store_secrets(
             )
         install_id = row["id"]
         if await recorded_change(conn, install_id, workflow_id, operation) is not None:
-            names = await conn.fetchval(
-                "SELECT key_names FROM install_secrets WHERE install_id = $1 AND workflow_id = $2",
+            written = await conn.fetchrow(
+                "SELECT version, key_names FROM install_secrets WHERE install_id = $1 AND workflow_id = $2",
                 install_id,
                 workflow_id,
             )
+            replaced = None
+            if written is not None:
+                replaced = await conn.fetchval(
+                    "SELECT key_names FROM install_secrets WHERE install_id = $1 AND version = $2",
+                    install_id,
+                    written["version"] - 1,
+                )
             return StoredSecrets(
                 install_id=str(install_id),
                 secrets_version=row["secrets_version"],
                 revision=row["revision"],
-                key_names=list(names or []),
+                key_names=list(written["key_names"] or []) if written is not None else [],
                 changed=False,
                 version=row["version"],
                 status=row["status"],
+                content_hash=row["content_hash"],
+                previous_key_names=sorted(replaced) if replaced is not None else None,
             )
         keyrow = await conn.fetchrow(
             "SELECT wrapped_key, master_key_version FROM install_data_keys WHERE install_id = $1", install_id
@@ -119,6 +131,8 @@ async def store_secrets(
         changed=True,
         version=row["version"],
         status=row["status"],
+        content_hash=row["content_hash"],
+        previous_key_names=sorted(row["secret_names"]) if row["secret_names"] is not None else None,
     )
 
 

@@ -75,6 +75,8 @@ class InstallChangeResult:
     install_id: str = ""
     revision: int = 0
     version: str = ""
+    # Content hash of `version` (empty when `version` is): the ContentHash search attribute.
+    content_hash: str = ""
     previous_version: str = ""
     # active | disabled | quarantined | uninstalled
     status: str = ""

@@ -40,3 +40,6 @@ class SetSecretsResult:
     changed: bool = True
     version: str = ""
     status: str = ""
+    # Content hash of `version`, and the key names of the secrets this change replaced (audit `before`).
+    content_hash: str = ""
+    previous_key_names: list[str] = field(default_factory=list)

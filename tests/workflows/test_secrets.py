@@ -31,6 +31,9 @@ async def decoded_payloads(msg: Message, codec: EncryptionCodec) -> list[bytes]:
         # codec (and the codec refuses what it did not seal).
         if field.message_type is None or field.name == "search_attributes":
             continue
+        # A `workflow.patched` marker holds the patch id only, written in clear by the SDK's core.
+        if msg.DESCRIPTOR.name == "MarkerRecordedEventAttributes":
+            continue
         if isinstance(value, Message):
             items = [value]
         elif field.message_type.GetOptions().map_entry:
