@@ -67,6 +67,7 @@ class WorkflowType(StrEnum):
     REVOKE_KEY = "RevokeKey"
     INSTALL = "Install"
     INSTALL_CHANGE = "InstallChange"
+    INSTALL_QUARANTINE = "InstallQuarantine"
     ROTATE_MASTER_KEY = "RotateMasterKey"
 
 
@@ -98,3 +99,10 @@ def compile_task_queue_for(control_task_queue: str) -> str:
 def install_change_workflow_id(tenant_id: str, extension: str, request_id: str) -> str:
     """Child workflow of one install change; the request id makes a retried request the same child."""
     return f"install/{tenant_id}/{extension}/change/{request_id}"
+
+
+def install_quarantine_workflow_id(tenant_id: str, extension: str, key_id: str, install_id: str) -> str:
+    """Child of RevokeKey quarantining one install: one per (revoked key, install), so a second run of
+    the revocation finds it and quarantines nothing twice. Under `install/<tenant>/<extension>/` like
+    the install's other changes."""
+    return f"install/{tenant_id}/{extension}/quarantine/{key_id}/{install_id}"

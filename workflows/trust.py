@@ -8,18 +8,23 @@ RevokeKeyWorkflow — id `revoke-key/<key id>`. Steps, each audited:
   2. list every bundle the key signed;
   3. re-verify each against the policy (a revoked key fails with key_revoked);
   4. for each bundle that no longer verifies: mark its versions revoked, quarantine the installs running
-     them (revision + history row each) and publish an invalidation per install, so gateways stop
-     serving them at once.
+     them (revision + history row each) and, per install, start a child InstallQuarantineWorkflow
+     (workflows/quarantine.py) that publishes the invalidation, so gateways stop serving it at once, and
+     writes the `install_quarantined` audit row under the install's TenantId.
 Invariants: after completion no install is active on a version signed only by the revoked key; the
-run is idempotent (every step is, so a retry or a second run quarantines nothing twice).
+run is idempotent (every step is, so a retry or a second run quarantines nothing twice: the child id is
+fixed per (key, install) and a completed child is never started again).
 Compensation: none: revocation is deliberately one-way; an operator re-publishes under a new key and
 upgrades the quarantined installs.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
@@ -33,12 +38,18 @@ with workflow.unsafe.imports_passed_through():
         ListSignedInput,
         MarkKeyRevokedInput,
         QuarantinedInstall,
+        QuarantineInstallInput,
         RevokeKeyInput,
         RevokeKeyResult,
         RevokeVersionInput,
     )
-    from schema.temporal import WorkflowType
-    from workflows._common import RETRY, SHORT, audit, fail, failure_code, upsert
+    from schema.temporal import WorkflowType, install_quarantine_workflow_id
+    from workflows._common import RETRY, SHORT, audit, fail, failure_code, search_attributes, upsert
+    from workflows.quarantine import QUARANTINE_OPERATION, InstallQuarantineWorkflow
+
+# Quarantines run as per-install child workflows (TenantId set) instead of inline activities; histories
+# of older workers ran the invalidation and the audit here.
+QUARANTINE_CHILD_PATCH = "revoke-key-quarantine-children"
 
 
 @workflow.defn(name=WorkflowType.ADD_TRUST_KEY)
@@ -120,6 +131,7 @@ class RevokeKeyWorkflow:
                 retry_policy=RETRY,
             )
             revoked.extend(result.versions)
+            quarantined.extend(result.quarantined)
             await audit(
                 f"revoke-version/{bundle.content_hash}",
                 "version_revoked",
@@ -130,8 +142,15 @@ class RevokeKeyWorkflow:
                 before={"status": bundle.status},
                 after={"status": "revoked", "reason": reason, "key_id": inp.key_id},
             )
+            if result.quarantined and workflow.patched(QUARANTINE_CHILD_PATCH):
+                await asyncio.gather(
+                    *(
+                        _quarantine(inp, q, bundle.version, bundle.content_hash, reason, wf_id)
+                        for q in result.quarantined
+                    )
+                )
+                continue
             for q in result.quarantined:
-                quarantined.append(q)
                 await workflow.execute_activity_method(
                     NotifyActivities.publish_invalidation,
                     InvalidateInput(
@@ -159,3 +178,39 @@ class RevokeKeyWorkflow:
             quarantined_installs=quarantined,
             already_revoked=marked.already_revoked,
         )
+
+
+async def _quarantine(
+    inp: RevokeKeyInput, q: QuarantinedInstall, version: str, content_hash: str, reason: str, wf_id: str
+) -> None:
+    """The child workflow of one quarantined install; nothing when an earlier run already ran it."""
+    try:
+        await workflow.execute_child_workflow(
+            InstallQuarantineWorkflow.run,
+            QuarantineInstallInput(
+                install_id=q.install_id,
+                tenant_id=q.tenant_id,
+                extension=q.extension,
+                revision=q.revision,
+                version=version,
+                content_hash=content_hash,
+                key_id=inp.key_id,
+                reason=reason,
+                actor=inp.actor,
+                revoke_workflow_id=wf_id,
+            ),
+            id=install_quarantine_workflow_id(q.tenant_id, q.extension, inp.key_id, q.install_id),
+            task_queue=workflow.info().task_queue,
+            # A completed quarantine is never repeated; a failed or terminated one may be re-run.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=search_attributes(
+                tenant_id=q.tenant_id,
+                extension_name=q.extension,
+                extension_version=version,
+                content_hash=content_hash,
+                operation=QUARANTINE_OPERATION,
+                actor=inp.actor,
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # a second run of the revocation: this install was quarantined (and told) by the first

@@ -40,6 +40,7 @@ from core.temporal import connect_temporal, register_search_attributes
 from workflows.install import InstallWorkflow
 from workflows.install_change import InstallChangeWorkflow
 from workflows.publish import PublishWorkflow
+from workflows.quarantine import InstallQuarantineWorkflow
 from workflows.rotation import RotateMasterKeyWorkflow
 from workflows.schedules import ensure_rotation_schedule
 from workflows.sign_verify import SignVerifyWorkflow
@@ -63,6 +64,7 @@ WORKFLOWS: list[type] = [
     SignVerifyWorkflow,
     AddTrustKeyWorkflow,
     RevokeKeyWorkflow,
+    InstallQuarantineWorkflow,
     InstallWorkflow,
     InstallChangeWorkflow,
     RotateMasterKeyWorkflow,

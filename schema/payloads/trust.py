@@ -49,6 +49,26 @@ class QuarantinedInstall:
 
 
 @dataclass(frozen=True, kw_only=True)
+class QuarantineInstallInput:
+    """Input of `WorkflowType.INSTALL_QUARANTINE`, the child of RevokeKey for one install it quarantined
+    (id `install_quarantine_workflow_id`): the registry change is already made; the child tells the
+    gateways and records the audit row, under the install's TenantId."""
+
+    install_id: str
+    tenant_id: str
+    extension: str
+    revision: int
+    version: str
+    content_hash: str
+    key_id: str
+    # Why the bundle no longer verifies (an ErrorCode value, e.g. key_revoked).
+    reason: str = ""
+    actor: str = "system"
+    # The RevokeKey workflow that quarantined it.
+    revoke_workflow_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RevokeKeyResult:
     key_id: str
     revoked_versions: list[VersionRef] = field(default_factory=list)

@@ -3,7 +3,9 @@
 `test_live_histories_replay` runs every workflow type once and replays what it recorded; with
 EXT_CAPTURE_HISTORIES=1 it also (re)writes tests/workflows/histories/*.json. Those committed histories
 are replayed by `test_committed_history_replays`, so a change of workflow logic without
-`workflow.patched` fails here before it breaks running workflows.
+`workflow.patched` fails here before it breaks running workflows. Histories recorded before a patch
+(PRE_PATCH) are never rewritten: they keep the old branch covered; the patched branch gets a label of
+its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKey
 from schema.temporal import (
     WorkflowType,
     install_change_workflow_id,
+    install_quarantine_workflow_id,
     install_workflow_id,
     publish_workflow_id,
     revoke_key_workflow_id,
@@ -56,6 +59,20 @@ EXPECTED = {
     "install_change_rollback",
     "rotate_master_key",
     "revoke_key",
+    # Recorded with the patches of issue 12 (ContentHash, per-install quarantine children).
+    "install_content_hash",
+    "install_change_upgrade",
+    "install_change_uninstall",
+    "revoke_key_quarantine_children",
+    "install_quarantine",
+}
+# label -> the patch its committed history predates (capturing again would lose the old branch).
+PRE_PATCH = {
+    "install": "install-entity-content-hash",
+    "install_change_install": "install-change-content-hash",
+    "install_change_set_secrets": "install-change-content-hash",
+    "install_change_rollback": "install-change-content-hash",
+    "revoke_key": "revoke-key-quarantine-children",
 }
 
 
@@ -122,14 +139,22 @@ async def test_live_histories_replay(
         result_type=RotateMasterKeyResult,
     )
     ids["rotate_master_key"] = rotate_id
-    await client.execute_workflow(
+    quarantined: RevokeKeyResult = await client.execute_workflow(
         WorkflowType.REVOKE_KEY,
         RevokeKeyInput(key_id=signer.key_id, reason="test"),
         id=revoke_key_workflow_id(signer.key_id),
         task_queue=task_queue,
         result_type=RevokeKeyResult,
     )
-    ids["revoke_key"] = revoke_key_workflow_id(signer.key_id)
+    ids["revoke_key"] = ids["revoke_key_quarantine_children"] = revoke_key_workflow_id(signer.key_id)
+    assert [q.extension for q in quarantined.quarantined_installs] == [name]
+    ids["install_quarantine"] = install_quarantine_workflow_id(
+        t, name, signer.key_id, quarantined.quarantined_installs[0].install_id
+    )
+    await installs.apply(name, Op.UNINSTALL, request_id="r-uninstall")
+    ids["install_content_hash"] = ids["install"]
+    ids["install_change_upgrade"] = install_change_workflow_id(t, name, "r-upgrade")
+    ids["install_change_uninstall"] = install_change_workflow_id(t, name, "r-uninstall")
     assert set(ids) == EXPECTED
 
     capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"
@@ -137,7 +162,7 @@ async def test_live_histories_replay(
         history = await client.get_workflow_handle(wf_id).fetch_history()
         result = await replayer().replay_workflow(history)
         assert result.replay_failure is None, label
-        if capture:
+        if capture and label not in PRE_PATCH:
             HISTORIES.mkdir(parents=True, exist_ok=True)
             (HISTORIES / f"{label}.json").write_text(history.to_json())
 
