@@ -237,19 +237,32 @@ class AuditEvent:
 
 
 async def list_audit(
-    pool: asyncpg.Pool, *, tenant_id: str | None = None, extension: str | None = None, limit: int = 200
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: str | None = None,
+    extension: str | None = None,
+    since: datetime | None = None,
+    action: str | None = None,
+    action_prefix: str | None = None,
+    limit: int = 200,
 ) -> list[AuditEvent]:
-    """Newest first."""
+    """Newest first; every filter given must hold (`since` inclusive, `action` exact, `action_prefix`
+    a plain prefix: no LIKE wildcards)."""
     async with map_db_errors():
         rows = await pool.fetch(
             """SELECT id, workflow_id, run_id, step, actor, action, tenant_id, extension_name, version,
                       content_hash, before, after, at
                FROM audit_events
                WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR extension_name = $2)
+                 AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::text IS NULL OR action = $5)
+                 AND ($6::text IS NULL OR starts_with(action, $6))
                ORDER BY at DESC, id DESC LIMIT $3""",
             tenant_id,
             extension,
             limit,
+            since,
+            action,
+            action_prefix,
         )
     return [AuditEvent(**dict(r)) for r in rows]
 

@@ -251,6 +251,21 @@ async def test_config_secrets_limits_debug_audit(
     assert audit and all(e["ui_url"] and e["workflow_id"] for e in audit)
     human = await extctl("audit", "--tenant", tenant)
     assert "admin" in human.stdout and "install/" in human.stdout
+    recent = (
+        await extctl("--json", "audit", "--tenant", tenant, "--since", "1h", "--action", "set_*")
+    ).json()
+    assert {e["action"] for e in recent} == {
+        "set_config",
+        "set_secrets",
+        "set_limits",
+        "set_debug",
+        "set_debug_noop",
+    }
+    assert (
+        await extctl("--json", "audit", "--tenant", tenant, "--since", "2999-01-01T00:00:00Z")
+    ).json() == []
+    bad = await extctl("audit", "--tenant", tenant, "--since", "2026-01-01", ok=False)
+    assert bad.code != 0 and bad.stderr.startswith("error: invalid_request: ") and "since" in bad.stderr
 
 
 @pytest.mark.usefixtures("worker")
