@@ -21,6 +21,12 @@ from bundles.blobstore import FilesystemBlobStore
 from core.codec import data_converter, seal_secrets
 from core.crypto import Keyring
 from schema.payloads.install import InstallOperation as Op
+from schema.payloads.namespaces import (
+    RegisterNamespaceInput,
+    RegisterNamespaceResult,
+    RemoveNamespaceInput,
+    RemoveNamespaceResult,
+)
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
 from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
 from schema.temporal import (
@@ -56,6 +62,9 @@ EXPECTED = {
     "install_change_rollback",
     "rotate_master_key",
     "revoke_key",
+    "publish_namespace_check",
+    "register_namespace",
+    "remove_namespace",
 }
 
 
@@ -83,6 +92,8 @@ async def test_live_histories_replay(
     v1 = await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.0.0"))
     await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.1.0"))
     ids["publish"] = publish_workflow_id(v1.content_hash)
+    # The same run under the name of the history first recorded with the namespace check and claim.
+    ids["publish_namespace_check"] = ids["publish"]
     ids["sign_verify"] = sign_verify_workflow_id(v1.content_hash)
     rejected = stage(store, build_bundle(tmp_path, manifest(unique_name())), Signer("acme"))
     with pytest.raises(WorkflowFailureError):
@@ -130,6 +141,22 @@ async def test_live_histories_replay(
         result_type=RevokeKeyResult,
     )
     ids["revoke_key"] = revoke_key_workflow_id(signer.key_id)
+    for label, wf_type, inp, out in [
+        (
+            "register_namespace",
+            WorkflowType.REGISTER_NAMESPACE,
+            RegisterNamespaceInput(prefix="com.initech", publisher="initech"),
+            RegisterNamespaceResult,
+        ),
+        (
+            "remove_namespace",
+            WorkflowType.REMOVE_NAMESPACE,
+            RemoveNamespaceInput(prefix="com.initech"),
+            RemoveNamespaceResult,
+        ),
+    ]:
+        ids[label] = f"{label}/test-{uuid.uuid4().hex[:8]}"
+        await client.execute_workflow(wf_type, inp, id=ids[label], task_queue=task_queue, result_type=out)
     assert set(ids) == EXPECTED
 
     capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"
