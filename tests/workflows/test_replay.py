@@ -141,7 +141,7 @@ async def test_live_histories_replay(
         result_type=RevokeKeyResult,
     )
     ids["revoke_key"] = revoke_key_workflow_id(signer.key_id)
-    for label, wf_type, inp, out in [
+    namespace_steps: list[tuple[str, WorkflowType, object, type]] = [
         (
             "register_namespace",
             WorkflowType.REGISTER_NAMESPACE,
@@ -154,7 +154,8 @@ async def test_live_histories_replay(
             RemoveNamespaceInput(prefix="com.initech"),
             RemoveNamespaceResult,
         ),
-    ]:
+    ]
+    for label, wf_type, inp, out in namespace_steps:
         ids[label] = f"{label}/test-{uuid.uuid4().hex[:8]}"
         await client.execute_workflow(wf_type, inp, id=ids[label], task_queue=task_queue, result_type=out)
     assert set(ids) == EXPECTED
