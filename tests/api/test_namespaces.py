@@ -127,6 +127,7 @@ async def test_publishing_into_another_publishers_namespace_is_refused_before_an
     ok = await api.post("/v1/bundles", content=owned.data, headers=owned.headers())
     assert ok.status_code == 200, ok.text
     assert (ok.json()["name"], ok.json()["publisher"]) == (f"{prefix}.squat", "cpother")
+    assert ok.json()["claimed_namespace"] == ""  # registered, not claimed
     # The name is cpother's now: cptest cannot publish a version of it either.
     again = signed_bundle(tmp_path, cptest, f"{prefix}.squat", "2.0.0")
     refused = await api.post("/v1/bundles", content=again.data, headers=again.headers())

@@ -58,6 +58,8 @@ class PublishResponse(BaseModel):
     already_published: bool
     workflow_id: str
     ui_url: str
+    # The unregistered namespace this publish claimed for its publisher ("" when none).
+    claimed_namespace: str = ""
 
 
 class OperationAccepted(BaseModel):
@@ -198,4 +200,5 @@ async def upload_bundle(
         already_published=result.already_published or started.earlier,
         workflow_id=workflow_id,
         ui_url=control.ui_url(settings, workflow_id),
+        claimed_namespace="" if started.earlier else result.claimed_namespace,
     )
