@@ -73,6 +73,17 @@ async def register_version(
             claimed = await _check_namespace(
                 conn, name=name, publisher=publisher, claim=claim_namespace, workflow_id=workflow_id
             )
+        elif claim_namespace:
+            # A retry after this workflow's own commit still reports the claim it made.
+            claimed = (
+                await conn.fetchval(
+                    """SELECT prefix FROM namespaces
+                       WHERE prefix = $1 AND workflow_id = $2 AND source = 'claimed'""",
+                    claim_namespace,
+                    workflow_id,
+                )
+                or ""
+            )
         await conn.execute(
             """INSERT INTO bundles (content_hash, size_bytes, storage_key, signature, signer_key_id,
                                     verified_at, precompiled)
