@@ -80,9 +80,13 @@ class RegistryActivities:
                 manifest=inp.manifest,
                 workflow_id=inp.workflow_id,
                 precompiled=precompiled,
+                claim_namespace=inp.claim_namespace,
             )
         return RegisterVersionResult(
-            extension_id=reg.extension_id, version_id=reg.version_id, created=reg.created
+            extension_id=reg.extension_id,
+            version_id=reg.version_id,
+            created=reg.created,
+            claimed_namespace=reg.claimed_namespace,
         )
 
     @activity.defn(name="apply_install_change")

@@ -56,6 +56,8 @@ CODE_STATUS: dict[str, int] = {
         ),
         400,
     ),
+    ErrorCode.NAMESPACE_OWNED: 403,
+    ErrorCode.NAMESPACE_UNREGISTERED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.VERSION_EXISTS: 409,
     ErrorCode.CONFLICT: 409,

@@ -28,6 +28,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("bundle", "bundle"),
     ("demo", None),
     ("trust", "trust"),
+    ("namespaces", "namespaces"),
     ("master_key", "master-key"),
     ("publish", None),
     ("installs", None),

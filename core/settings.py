@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schema.namespaces import NamespacePolicy
 from schema.temporal import CONTROL_TASK_QUEUE, compile_task_queue_for
 
 MIN_SECRET_LENGTH = 16
@@ -275,6 +276,9 @@ class WorkerSettings(CommonSettings):
     blob_dir: Path | None = None
     compile_threads: int = 2
     max_concurrent_activities: int = 50
+    # A new name in a namespace nobody registered: `claim` (its first publish claims the namespace for
+    # the publisher, audited) or `strict` (refused until an admin registers it; for production).
+    namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM
 
     @property
     def blob_root(self) -> Path:

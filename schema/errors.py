@@ -23,6 +23,10 @@ class ErrorCode(StrEnum):
     UNTRUSTED_KEY = "untrusted_key"
     KEY_REVOKED = "key_revoked"
     KEY_EXPIRED = "key_expired"
+    # the extension name's namespace (or the name itself) belongs to another publisher: 403
+    NAMESPACE_OWNED = "namespace_owned"
+    # EXT_NAMESPACE_POLICY=strict and no registered namespace covers the new name: 403
+    NAMESPACE_UNREGISTERED = "namespace_unregistered"
     # registry
     VERSION_EXISTS = "version_exists"
     NOT_FOUND = "not_found"

@@ -58,6 +58,14 @@ def trust_key_workflow_id(key_id: str) -> str:
     return f"trust-add/{key_id}"
 
 
+def register_namespace_workflow_id(prefix: str) -> str:
+    return f"namespace-add/{prefix}"
+
+
+def remove_namespace_workflow_id(prefix: str) -> str:
+    return f"namespace-rm/{prefix}"
+
+
 class WorkflowType(StrEnum):
     """Registered workflow type names: the API and CLI start workflows by these names."""
 
@@ -69,6 +77,8 @@ class WorkflowType(StrEnum):
     INSTALL_CHANGE = "InstallChange"
     INSTALL_QUARANTINE = "InstallQuarantine"
     ROTATE_MASTER_KEY = "RotateMasterKey"
+    REGISTER_NAMESPACE = "RegisterNamespace"
+    REMOVE_NAMESPACE = "RemoveNamespace"
 
 
 # Update of the Install entity workflow: InstallRequest -> InstallChangeResult.

@@ -1,6 +1,7 @@
 """PublishWorkflow: a staged upload becomes a verified, precompiled, registered version.
 
-    inspect ─► lookup ─► SignVerifyWorkflow (child) ─► precompile (compile queue) ─► promote ─► register
+    inspect ─► lookup ─► SignVerifyWorkflow (child) ─► check namespace ─► precompile (compile queue)
+            ─► promote ─► register (+ claim of an unregistered namespace)
 
 Id `publish/<sha256 hex>` (schema.temporal.publish_workflow_id): one publish per content hash at a time.
 
@@ -11,6 +12,11 @@ Invariants:
     (`bundles/<hex>.tar.zst`): register runs last, in one transaction;
   * name@version is immutable: another hash fails with `version_exists`; the same hash again returns the
     earlier result (`already_published=True`) and changes nothing;
+  * a new name's namespace belongs to the signing publisher (docs/bundles.md "Namespaces"): checked
+    after the signature, before any blob or row is written (`namespace_owned`, or
+    `namespace_unregistered` under the strict policy), and again in the register transaction, which
+    also claims an unregistered namespace for the publisher (the `published` audit row's
+    `after.namespace_claimed`);
   * every outcome is an audit row, and the failure type is an ErrorCode.
 Compensation: on any failure after inspection the blobs this run wrote (artifact, promoted bundle) and
 the staged upload are deleted, so a failed publish leaves no registry rows and no promoted blob. A
@@ -29,8 +35,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.bundles import BundleActivities
     from activities.compile import CompileActivities
+    from activities.namespaces import NamespaceActivities
     from activities.registry import RegistryActivities
     from schema.errors import ErrorCode
+    from schema.payloads.namespaces import CheckNamespaceInput
     from schema.payloads.publish import (
         DiscardBlobsInput,
         InspectBundleInput,
@@ -48,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
 
 COMPILE_TIMEOUT = timedelta(minutes=10)
 COMPILE_HEARTBEAT = timedelta(seconds=20)
+# workflow.patched id of the namespace check and claim (histories before it replay without them).
+NAMESPACE_PATCH = "namespace-ownership"
 
 
 @workflow.defn(name=WorkflowType.PUBLISH)
@@ -82,7 +92,12 @@ class PublishWorkflow:
                 extension_name=result.name,
                 version=result.version,
                 content_hash=result.content_hash,
-                after={"signer_key_id": result.signer_key_id, "bundle_key": result.bundle_key},
+                after={
+                    "signer_key_id": result.signer_key_id,
+                    "bundle_key": result.bundle_key,
+                    # The claim of an unregistered namespace is audited with the publish that made it.
+                    **({"namespace_claimed": result.claimed_namespace} if result.claimed_namespace else {}),
+                },
             ),
         )
         return result
@@ -124,6 +139,16 @@ class PublishWorkflow:
             id=sign_verify_workflow_id(inp.content_hash),
             task_queue=info.task_queue,
         )
+        claim = ""
+        if workflow.patched(NAMESPACE_PATCH):
+            # The publisher is the verified signer's now; refuse before any blob or row is written.
+            checked = await workflow.execute_activity_method(
+                NamespaceActivities.check_namespace,
+                CheckNamespaceInput(name=inspected.name, publisher=inspected.publisher),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+            claim = checked.namespace if checked.status == "claim" else ""
         compiled = await workflow.execute_activity_method(
             CompileActivities.precompile_component,
             PrecompileInput(staging_key=inp.staging_key, content_hash=inp.content_hash),
@@ -140,7 +165,7 @@ class PublishWorkflow:
             retry_policy=RETRY,
         )
         self._written.append(promoted.bundle_key)
-        await workflow.execute_activity_method(
+        registered = await workflow.execute_activity_method(
             RegistryActivities.register_version,
             RegisterVersionInput(
                 content_hash=inp.content_hash,
@@ -155,6 +180,7 @@ class PublishWorkflow:
                 engine_fingerprint=compiled.engine_fingerprint,
                 artifact_sha256=compiled.sha256,
                 artifact_size=compiled.size,
+                claim_namespace=claim,
             ),
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
@@ -170,6 +196,7 @@ class PublishWorkflow:
             artifact_key=compiled.artifact_key,
             engine_fingerprint=compiled.engine_fingerprint,
             workflow_id=info.workflow_id,
+            claimed_namespace=registered.claimed_namespace,
         )
 
     async def _discard(self, keys: list[str]) -> None:

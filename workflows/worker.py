@@ -24,6 +24,7 @@ from activities._logging import LogContextInterceptor
 from activities.audit import AuditActivities
 from activities.bundles import BlobStore, BundleActivities, open_blob_store
 from activities.compile import CompileActivities
+from activities.namespaces import NamespaceActivities
 from activities.notify import NotifyActivities
 from activities.registry import RegistryActivities
 from activities.secrets import SecretsActivities
@@ -37,8 +38,10 @@ from core.process import run_main
 from core.redis import create_redis
 from core.settings import WorkerSettings
 from core.temporal import connect_temporal, register_search_attributes
+from schema.namespaces import NamespacePolicy
 from workflows.install import InstallWorkflow
 from workflows.install_change import InstallChangeWorkflow
+from workflows.namespaces import RegisterNamespaceWorkflow, RemoveNamespaceWorkflow
 from workflows.publish import PublishWorkflow
 from workflows.quarantine import InstallQuarantineWorkflow
 from workflows.rotation import RotateMasterKeyWorkflow
@@ -68,12 +71,19 @@ WORKFLOWS: list[type] = [
     InstallWorkflow,
     InstallChangeWorkflow,
     RotateMasterKeyWorkflow,
+    RegisterNamespaceWorkflow,
+    RemoveNamespaceWorkflow,
     *TOKEN_WORKFLOWS,
 ]
 
 
 def control_activities(
-    *, pool: asyncpg.Pool, store: BlobStore, redis: aioredis.Redis, keyring: Keyring
+    *,
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    redis: aioredis.Redis,
+    keyring: Keyring,
+    namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM,
 ) -> list[Callable[..., Any]]:
     """Every activity of the control queue, bound to its dependencies."""
     registry = RegistryActivities(pool)
@@ -82,6 +92,7 @@ def control_activities(
     secrets = SecretsActivities(pool, keyring)
     audit = AuditActivities(pool)
     notify = NotifyActivities(redis)
+    namespaces = NamespaceActivities(pool, policy=namespace_policy)
     return [
         bundles.inspect_bundle,
         bundles.promote_bundle,
@@ -98,6 +109,9 @@ def control_activities(
         secrets.rewrap_data_keys,
         audit.record_audit,
         notify.publish_invalidation,
+        namespaces.check_namespace,
+        namespaces.register_namespace,
+        namespaces.remove_namespace,
         *token_activities(pool),  # type: ignore[list-item]
     ]
 
@@ -115,6 +129,7 @@ def build_workers(
     compile_executor: ThreadPoolExecutor,
     compile_threads: int = 2,
     max_concurrent_activities: int = 50,
+    namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM,
 ) -> list[Worker]:
     workers: list[Worker] = []
     if "control" in queues:
@@ -123,7 +138,9 @@ def build_workers(
                 client,
                 task_queue=control_task_queue,
                 workflows=WORKFLOWS,
-                activities=control_activities(pool=pool, store=store, redis=redis, keyring=keyring),
+                activities=control_activities(
+                    pool=pool, store=store, redis=redis, keyring=keyring, namespace_policy=namespace_policy
+                ),
                 max_concurrent_activities=max_concurrent_activities,
                 interceptors=[LogContextInterceptor()],
             )
@@ -178,6 +195,7 @@ async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = N
         compile_executor=executor,
         compile_threads=settings.compile_threads,
         max_concurrent_activities=settings.max_concurrent_activities,
+        namespace_policy=settings.namespace_policy,
     )
     try:
         async with running_workers(workers):

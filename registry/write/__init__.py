@@ -9,11 +9,13 @@ transaction: a failure leaves no partial rows.
     install   apply_install_change        install/upgrade/rollback/enable/disable/uninstall/limits/config
     secrets   store_secrets, rewrap_data_keys
     trust     add_trust_key, mark_key_revoked, revoke_bundle_versions
+    namespaces register_namespace, remove_namespace
     audit     insert_audit_event
 """
 
 from registry.write.audit import insert_audit_event
 from registry.write.install import apply_install_change
+from registry.write.namespaces import register_namespace, remove_namespace
 from registry.write.publish import RegisteredVersion, register_version
 from registry.write.secrets import rewrap_data_keys, store_secrets
 from registry.write.trust import add_trust_key, mark_key_revoked, revoke_bundle_versions
@@ -24,7 +26,9 @@ __all__ = [
     "apply_install_change",
     "insert_audit_event",
     "mark_key_revoked",
+    "register_namespace",
     "register_version",
+    "remove_namespace",
     "revoke_bundle_versions",
     "rewrap_data_keys",
     "store_secrets",

@@ -43,6 +43,8 @@ class PublishResult:
     # True when this content hash was already published: the earlier result is returned unchanged.
     already_published: bool = False
     workflow_id: str = ""
+    # The unregistered namespace this publish claimed for its publisher ("" when none).
+    claimed_namespace: str = ""
 
 
 # --- activities -------------------------------------------------------------------------------
@@ -136,6 +138,9 @@ class RegisterVersionInput:
     engine_fingerprint: str = ""
     artifact_sha256: str = ""
     artifact_size: int = 0
+    # An unregistered namespace the publish claims for the manifest's publisher in the same
+    # transaction ("" = claim nothing); the transaction re-checks ownership either way.
+    claim_namespace: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,3 +149,5 @@ class RegisterVersionResult:
     version_id: str
     # False when exactly this version (same hash) was already registered: an idempotent retry.
     created: bool
+    # The namespace this registration claimed ("" when it claimed none, e.g. already claimed).
+    claimed_namespace: str = ""

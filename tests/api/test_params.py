@@ -27,6 +27,7 @@ SAMPLE = {
     "version": "1.0.0",
     "key_id": "ed25519:00",
     "workflow_id": "install/acme/com.acme.x",
+    "prefix": "com.acme",
 }
 # A `{workflow_id:path}` may hold slashes: the bad part goes after a realistic prefix.
 PREFIX = {"workflow_id": "install/acme/"}

@@ -21,6 +21,7 @@ from bundles.blobstore import FilesystemBlobStore, artifact_key, bundle_key, sta
 from bundles.hashing import content_hash
 from runner.compile import engine_fingerprint
 from schema.payloads.audit import AuditInput, AuditResult
+from schema.payloads.namespaces import CheckNamespaceInput, CheckNamespaceResult
 from schema.payloads.publish import (
     DiscardBlobsInput,
     DiscardBlobsResult,
@@ -298,6 +299,10 @@ async def test_a_clash_at_registration_compensates_every_blob_written(
     async def verify(inp: VerifySignatureInput) -> VerifySignatureResult:
         return VerifySignatureResult(signer_key_id="ed25519:k", verified_at=datetime.now(UTC))
 
+    @activity.defn(name="check_namespace")
+    async def check_namespace(inp: CheckNamespaceInput) -> CheckNamespaceResult:
+        return CheckNamespaceResult(status="owner", namespace="com.acme")
+
     @activity.defn(name="precompile_component")
     async def precompile(inp: PrecompileInput) -> PrecompileResult:
         return PrecompileResult(
@@ -328,7 +333,7 @@ async def test_a_clash_at_registration_compensates_every_blob_written(
         client,
         task_queue=task_queue,
         workflows=[PublishWorkflow, SignVerifyWorkflow],
-        activities=[inspect, lookup, verify, promote, register, discard, record],
+        activities=[inspect, lookup, verify, check_namespace, promote, register, discard, record],
     )
     compile_worker = Worker(client, task_queue=compile_task_queue_for(task_queue), activities=[precompile])
     staged = Staged(data=b"", content_hash=digest, staging_key="staging/race.tar.zst", signature="{}")

@@ -23,6 +23,12 @@ from bundles.blobstore import FilesystemBlobStore
 from core.codec import data_converter, seal_secrets
 from core.crypto import Keyring
 from schema.payloads.install import InstallOperation as Op
+from schema.payloads.namespaces import (
+    RegisterNamespaceInput,
+    RegisterNamespaceResult,
+    RemoveNamespaceInput,
+    RemoveNamespaceResult,
+)
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
 from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
 from schema.temporal import (
@@ -59,12 +65,15 @@ EXPECTED = {
     "install_change_rollback",
     "rotate_master_key",
     "revoke_key",
-    # Recorded with the patches of issue 12 (ContentHash, per-install quarantine children).
+    # Recorded with the patches of issue 12 (ContentHash, per-install quarantine children, namespaces).
     "install_content_hash",
     "install_change_upgrade",
     "install_change_uninstall",
     "revoke_key_quarantine_children",
     "install_quarantine",
+    "publish_namespace_check",
+    "register_namespace",
+    "remove_namespace",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -73,6 +82,7 @@ PRE_PATCH = {
     "install_change_set_secrets": "install-change-content-hash",
     "install_change_rollback": "install-change-content-hash",
     "revoke_key": "revoke-key-quarantine-children",
+    "publish": "namespace-ownership",
 }
 
 
@@ -100,6 +110,8 @@ async def test_live_histories_replay(
     v1 = await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.0.0"))
     await publish_version(client, task_queue, store, signer, tmp_path, manifest(name, "1.1.0"))
     ids["publish"] = publish_workflow_id(v1.content_hash)
+    # The same run under the name of the history first recorded with the namespace check and claim.
+    ids["publish_namespace_check"] = ids["publish"]
     ids["sign_verify"] = sign_verify_workflow_id(v1.content_hash)
     rejected = stage(store, build_bundle(tmp_path, manifest(unique_name())), Signer("acme"))
     with pytest.raises(WorkflowFailureError):
@@ -155,6 +167,23 @@ async def test_live_histories_replay(
     ids["install_content_hash"] = ids["install"]
     ids["install_change_upgrade"] = install_change_workflow_id(t, name, "r-upgrade")
     ids["install_change_uninstall"] = install_change_workflow_id(t, name, "r-uninstall")
+    namespace_steps: list[tuple[str, WorkflowType, object, type]] = [
+        (
+            "register_namespace",
+            WorkflowType.REGISTER_NAMESPACE,
+            RegisterNamespaceInput(prefix="com.initech", publisher="initech"),
+            RegisterNamespaceResult,
+        ),
+        (
+            "remove_namespace",
+            WorkflowType.REMOVE_NAMESPACE,
+            RemoveNamespaceInput(prefix="com.initech"),
+            RemoveNamespaceResult,
+        ),
+    ]
+    for label, wf_type, inp, out in namespace_steps:
+        ids[label] = f"{label}/test-{uuid.uuid4().hex[:8]}"
+        await client.execute_workflow(wf_type, inp, id=ids[label], task_queue=task_queue, result_type=out)
     assert set(ids) == EXPECTED
 
     capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"

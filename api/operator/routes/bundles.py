@@ -26,8 +26,9 @@ from pydantic import BaseModel
 from api.auth import PrincipalDep
 from api.errors import WorkflowFailed
 from api.operator import control
-from api.operator.deps import SettingsDep, TemporalDep
+from api.operator.deps import ResourcesDep, SettingsDep, TemporalDep
 from api.operator.params import CheckParams
+from api.operator.routes.namespaces import refuse_foreign_namespace
 from api.operator.settings import OperatorSettings
 from core.errors import InvalidInput
 from core.staging import StagingWriter, new_upload_id, staging_key_of, staging_path
@@ -57,6 +58,8 @@ class PublishResponse(BaseModel):
     already_published: bool
     workflow_id: str
     ui_url: str
+    # The unregistered namespace this publish claimed for its publisher ("" when none).
+    claimed_namespace: str = ""
 
 
 class OperationAccepted(BaseModel):
@@ -127,7 +130,11 @@ async def _stage(request: Request, settings: OperatorSettings, declared: str) ->
 @router.post(
     "/bundles",
     response_model=PublishResponse,
-    responses={202: {"model": OperationAccepted}, 409: {"description": "version_exists"}},
+    responses={
+        202: {"model": OperationAccepted},
+        403: {"description": "forbidden, namespace_owned, namespace_unregistered"},
+        409: {"description": "version_exists"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -140,6 +147,7 @@ async def upload_bundle(
     principal: PrincipalDep,
     client: TemporalDep,
     settings: SettingsDep,
+    resources: ResourcesDep,
     x_content_hash: Annotated[str | None, Header()] = None,
     x_bundle_signature: Annotated[str | None, Header()] = None,
     content_hash: Annotated[str | None, Query()] = None,
@@ -149,6 +157,7 @@ async def upload_bundle(
     principal.require("registry:publish")
     declared = _declared_hash(x_content_hash, content_hash)
     signature = _signature(x_bundle_signature)
+    await refuse_foreign_namespace(resources, signature)
     upload_id = await _stage(request, settings, declared)
     workflow_id = publish_workflow_id(declared)
     started = await control.start(
@@ -191,4 +200,5 @@ async def upload_bundle(
         already_published=result.already_published or started.earlier,
         workflow_id=workflow_id,
         ui_url=control.ui_url(settings, workflow_id),
+        claimed_namespace="" if started.earlier else result.claimed_namespace,
     )
