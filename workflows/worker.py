@@ -96,7 +96,7 @@ def control_activities(
         secrets.rewrap_data_keys,
         audit.record_audit,
         notify.publish_invalidation,
-        *token_activities(pool),  # type: ignore[list-item]
+        *token_activities(pool, redis),  # type: ignore[list-item]
     ]
 
 

@@ -27,6 +27,7 @@ SAMPLE = {
     "version": "1.0.0",
     "key_id": "ed25519:00",
     "workflow_id": "install/acme/com.acme.x",
+    "token_id": "00000000-0000-0000-0000-000000000000",
 }
 # A `{workflow_id:path}` may hold slashes: the bad part goes after a realistic prefix.
 PREFIX = {"workflow_id": "install/acme/"}
