@@ -22,6 +22,14 @@ from core.codec import data_converter, seal_secrets
 from core.crypto import Keyring
 from schema.payloads.install import InstallOperation as Op
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
+from schema.payloads.tokens import (
+    CREATE_TOKEN_WORKFLOW,
+    REVOKE_TOKEN_WORKFLOW,
+    CreateTokenInput,
+    CreateTokenResult,
+    RevokeTokenInput,
+    RevokeTokenResult,
+)
 from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
 from schema.temporal import (
     WorkflowType,
@@ -30,6 +38,8 @@ from schema.temporal import (
     publish_workflow_id,
     revoke_key_workflow_id,
     sign_verify_workflow_id,
+    token_revoke_workflow_id,
+    token_workflow_id,
     trust_key_workflow_id,
 )
 from tests.workflows.helpers import (
@@ -56,6 +66,8 @@ EXPECTED = {
     "install_change_rollback",
     "rotate_master_key",
     "revoke_key",
+    "create_token",
+    "revoke_token",
 }
 
 
@@ -130,6 +142,31 @@ async def test_live_histories_replay(
         result_type=RevokeKeyResult,
     )
     ids["revoke_key"] = revoke_key_workflow_id(signer.key_id)
+    token_id = str(uuid.uuid4())
+    await client.execute_workflow(
+        CREATE_TOKEN_WORKFLOW,
+        CreateTokenInput(
+            token_id=token_id,
+            token_hash=uuid.uuid4().hex * 2,
+            scopes=["ext:read"],
+            tenant_id="acme",
+            name="ci",
+            identity="acme/ci",
+            actor="test",
+        ),
+        id=token_workflow_id(token_id),
+        task_queue=task_queue,
+        result_type=CreateTokenResult,
+    )
+    ids["create_token"] = token_workflow_id(token_id)
+    await client.execute_workflow(
+        REVOKE_TOKEN_WORKFLOW,
+        RevokeTokenInput(token_id=token_id, tenant_id="acme", actor="test", reason="test"),
+        id=token_revoke_workflow_id(token_id),
+        task_queue=task_queue,
+        result_type=RevokeTokenResult,
+    )
+    ids["revoke_token"] = token_revoke_workflow_id(token_id)
     assert set(ids) == EXPECTED
 
     capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"
