@@ -60,7 +60,9 @@ router = APIRouter(tags=["tokens"], dependencies=[CheckParams])
 class TokenBody(BaseModel):
     tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1)
-    name: str = Field(default="", max_length=63, description=f"{NAME_RULE}; default token-<12 hex of the id>")
+    name: StorableText = Field(
+        default="", max_length=63, description=f"{NAME_RULE}; default token-<12 hex of the id>"
+    )
     expires_at: datetime | None = None
     expires_in_seconds: int | None = Field(default=None, gt=0)
 
