@@ -12,6 +12,12 @@ in-process for `ttl` seconds (misses for `negative_ttl`, in their own LRU), conc
 token share a single registry read, and an optional budget bounds the reads that unknown tokens may
 start (api.token_cache). A revocation takes effect within `ttl`; expiry is evaluated on every request.
 `current()` re-reads a principal's token uncached, for long-lived sessions that re-authorize.
+`forget_token(id)` drops one token at once (a revocation: gateways receive it over Redis pub/sub).
+
+Identity (`Principal.actor`, what workflows record as the Actor of a change): the token's identity
+(`alice`, or `acme/alice` for a tenant's token; schema.payloads.tokens.identity_of), `token:<id>` for
+tokens created before names existed, `bootstrap` for EXT_ADMIN_TOKEN. `subject` stays the internal key
+("admin" or "token:<id>") of UI sessions, debug sessions and execution_log rows.
 
 An app exposes its authenticator as `app.state.authenticator`; routes depend on `PrincipalDep`.
 """
@@ -37,7 +43,7 @@ from api.token_cache import LookupBudget, LookupCache
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from registry.read_operator import TokenRecord, token_by_hash, token_by_id
 from schema.errors import ErrorCode
-from schema.payloads.tokens import SCOPES
+from schema.payloads.tokens import BOOTSTRAP_ACTOR, SCOPES
 from schema.tenants import TENANT_RULE, valid_tenant
 
 ADMIN = "admin"
@@ -67,6 +73,7 @@ class Principal:
     scopes: frozenset[str]
     tenant_id: str | None = None
     token_id: str | None = None
+    identity: str | None = None  # the named token's identity; None for the bootstrap and older tokens
 
     @property
     def is_global(self) -> bool:
@@ -74,8 +81,11 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """What workflows record as the actor of a change."""
-        return self.subject
+        """What workflows record as the actor of a change (audit rows, the Actor search attribute);
+        never the token itself."""
+        if self.subject == ADMIN:
+            return BOOTSTRAP_ACTOR
+        return self.identity or self.subject
 
     def has(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
@@ -191,6 +201,11 @@ class TokenAuthenticator:
         """Drop cached lookups (all when `digests` is empty)."""
         self.cache.forget(list(digests))
 
+    def forget_token(self, token_id: str) -> None:
+        """Drop every cached lookup of one token (by hash and by id): it was revoked. Cached by its
+        hash, which revocation messages never carry, so entries are matched by the record's id."""
+        self.cache.forget_where(lambda key, record: key == "id:" + token_id or record.token_id == token_id)
+
 
 def _principal(record: TokenRecord | None) -> Principal:
     if record is None:
@@ -204,6 +219,7 @@ def _principal(record: TokenRecord | None) -> Principal:
         scopes=frozenset(record.scopes) & ALL_SCOPES,
         tenant_id=record.tenant_id,
         token_id=record.token_id,
+        identity=record.identity,
     )
 
 

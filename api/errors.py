@@ -59,6 +59,7 @@ CODE_STATUS: dict[str, int] = {
     ErrorCode.NAMESPACE_OWNED: 403,
     ErrorCode.NAMESPACE_UNREGISTERED: 403,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.TOKEN_NOT_FOUND: 404,
     ErrorCode.VERSION_EXISTS: 409,
     ErrorCode.CONFLICT: 409,
     ErrorCode.VERSION_NOT_INSTALLABLE: 409,

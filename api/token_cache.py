@@ -119,6 +119,12 @@ class LookupCache(Generic[T]):
         while len(self._hits) > self._max:
             self._hits.popitem(last=False)
 
+    def forget_where(self, match: Callable[[str, T], bool]) -> None:
+        """Drop the cached hits that `match(key, value)` selects, and refill none from reads in flight."""
+        self._generation += 1
+        for key in [k for k, (_, value) in self._hits.items() if match(k, value)]:
+            del self._hits[key]
+
     def forget(self, keys: list[str]) -> None:
         """Drop the cached lookups of `keys` (all when empty)."""
         self._generation += 1

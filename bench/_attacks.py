@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 from temporalio.client import Client
 
@@ -353,8 +352,7 @@ async def nul_query(h: Hostile) -> tuple[bool, str]:
 
 
 async def debug_after_revoke(h: Hostile) -> tuple[bool, str]:
-    """Item 10: a debug stream whose token is revoked (by SQL, the only way today) must end."""
-    conn = await asyncpg.connect(h.fs.env["EXT_DATABASE_URL"])
+    """Item 10: a debug stream whose token is revoked (`POST /v1/tokens/{id}/revoke`) must end."""
     async with h.fs.api() as api:
         resp = await api.post(
             "/v1/tokens", json={"tenant_id": ATTACKER, "scopes": ["ext:debug"], "name": "dbg"}
@@ -363,27 +361,27 @@ async def debug_after_revoke(h: Hostile) -> tuple[bool, str]:
         token, token_id = resp.json()["token"], resp.json()["token_id"]
     t_revoke = 0.0
     ended_after: float | None = None
-    try:
-        async with httpx.AsyncClient(base_url=h.gateway, timeout=httpx.Timeout(10.0, read=60.0)) as client:
-            async with client.stream(
-                "GET",
-                "/api/ext-debug/stream",
-                params={"extension": ATTACKER_EXT},
-                headers={"authorization": f"Bearer {token}"},
-            ) as stream:
-                if stream.status_code != 200:
-                    return False, f"stream did not open: {stream.status_code}"
-                await conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = $1::uuid", token_id)
-                t_revoke = time.perf_counter()
-                try:
-                    async with asyncio.timeout(45):
-                        async for _ in stream.aiter_lines():
-                            pass
-                    ended_after = time.perf_counter() - t_revoke
-                except TimeoutError:
-                    ended_after = None
-    finally:
-        await conn.close()
+    async with (
+        h.fs.api() as api,
+        httpx.AsyncClient(base_url=h.gateway, timeout=httpx.Timeout(10.0, read=60.0)) as client,
+    ):
+        async with client.stream(
+            "GET",
+            "/api/ext-debug/stream",
+            params={"extension": ATTACKER_EXT},
+            headers={"authorization": f"Bearer {token}"},
+        ) as stream:
+            if stream.status_code != 200:
+                return False, f"stream did not open: {stream.status_code}"
+            (await api.post(f"/v1/tokens/{token_id}/revoke")).raise_for_status()
+            t_revoke = time.perf_counter()
+            try:
+                async with asyncio.timeout(45):
+                    async for _ in stream.aiter_lines():
+                        pass
+                ended_after = time.perf_counter() - t_revoke
+            except TimeoutError:
+                ended_after = None
     if ended_after is None:
         return False, "the stream still ran 45 s after its token was revoked"
     return ended_after <= 30.0, f"stream ended {ended_after:.1f} s after the revocation"

@@ -1,6 +1,6 @@
 """Registry queries of the operator API and of bearer-token authentication (gateway and operator).
 
-Read-only, like `registry.read`: tokens are written only by the CreateToken workflow's activity, and
+Read-only, like `registry.read`: tokens are written only by the token workflows' activities, and
 execution_log rows only by the gateway (api/gateway/execlog.py).
 """
 
@@ -28,9 +28,11 @@ class TokenRecord:
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    identity: str | None = None  # migration 0005; None for tokens created before names existed
 
 
-_TOKEN_COLUMNS = "id, tenant_id, scopes, name, created_at, expires_at, revoked_at"
+_TOKEN_COLUMNS = "id, tenant_id, scopes, name, created_at, expires_at, revoked_at, identity"
+MAX_TOKENS = 1000
 
 
 async def token_by_hash(pool: asyncpg.Pool, token_hash: str) -> TokenRecord | None:
@@ -53,6 +55,36 @@ async def token_by_id(pool: asyncpg.Pool, token_id: str) -> TokenRecord | None:
     return _token_record(row)
 
 
+async def token_by_identity(pool: asyncpg.Pool, identity: str) -> TokenRecord | None:
+    """The live (not revoked) token with this identity, if any: at most one (api_tokens_live_identity)."""
+    async with map_db_errors():
+        row = await pool.fetchrow(
+            f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE identity = $1 AND revoked_at IS NULL", identity
+        )
+    return _token_record(row)
+
+
+async def list_tokens(
+    pool: asyncpg.Pool, *, tenant_id: str | None = None, limit: int = 100
+) -> list[TokenRecord]:
+    """Tokens newest first, never their hashes: of one tenant, or all of them (`tenant_id` None).
+
+    Raises:
+        InvalidInput: `limit` out of range.
+    """
+    if not 1 <= limit <= MAX_TOKENS:
+        raise InvalidInput(f"limit must be between 1 and {MAX_TOKENS}, got {limit}")
+    where, args = ("WHERE tenant_id = $1", [tenant_id]) if tenant_id is not None else ("", [])
+    async with map_db_errors():
+        rows = await pool.fetch(
+            f"""SELECT {_TOKEN_COLUMNS} FROM api_tokens {where}
+                ORDER BY created_at DESC, id LIMIT ${len(args) + 1}""",
+            *args,
+            limit,
+        )
+    return [r for r in map(_token_record, rows) if r is not None]
+
+
 def _token_record(row: asyncpg.Record | None) -> TokenRecord | None:
     if row is None:
         return None
@@ -64,6 +96,7 @@ def _token_record(row: asyncpg.Record | None) -> TokenRecord | None:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
+        identity=row["identity"],
     )
 
 

@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     TENANT_MISMATCH = "tenant_mismatch"
+    # an api token id that names no token (or none the caller's tenant holds): 404
+    TOKEN_NOT_FOUND = "token_not_found"
     # gateway
     EXTENSION_NOT_AVAILABLE = "extension_not_available"
     ENDPOINT_NOT_FOUND = "endpoint_not_found"

@@ -54,6 +54,10 @@ def token_workflow_id(token_id: str) -> str:
     return f"token/{token_id}"
 
 
+def token_revoke_workflow_id(token_id: str) -> str:
+    return f"token-revoke/{token_id}"
+
+
 def trust_key_workflow_id(key_id: str) -> str:
     return f"trust-add/{key_id}"
 

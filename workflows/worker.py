@@ -112,7 +112,7 @@ def control_activities(
         namespaces.check_namespace,
         namespaces.register_namespace,
         namespaces.remove_namespace,
-        *token_activities(pool),  # type: ignore[list-item]
+        *token_activities(pool, redis),  # type: ignore[list-item]
     ]
 
 

@@ -13,16 +13,25 @@ gateway-specific lives here:
   call: the guest sees user kind `operator`, the gateway logs `operator_call` with the token and
   counts it in /metrics, and its execution_log row is written under that tenant like any call.
   A global token without `admin`, or without exactly one named tenant, is refused (403).
+* Revocation: the RevokeToken workflow publishes `{"token_id"}` on TOKEN_INVALIDATE_CHANNEL;
+  `on_token_message` drops that token's cached lookups, so its bearer calls and UI sessions fail at
+  once. A lost message (Redis down) costs at most the token cache TTL; a resubscription drops every
+  cached token, since messages published meanwhile are gone.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+import structlog
 
 from api.auth import ADMIN, Principal, TokenAuthenticator
 from api.gateway.errors import Forbidden, Unauthorized
 from schema.errors import ErrorCode
 from schema.tenants import valid_tenant
+
+log = structlog.get_logger(__name__)
 
 TENANT_HEADERS = (b"x-tenant-id", b"x-extplane-tenant")
 MAX_TOKEN_CHARS = 512
@@ -55,6 +64,20 @@ def bearer_token(authorization: bytes | None) -> str:
 class GatewayAuth:
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self.authenticator = authenticator
+        self.revocations = 0  # token invalidation messages applied
+
+    def on_token_message(self, raw: bytes | str) -> None:
+        try:
+            token_id = str(json.loads(raw)["token_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("token_invalidation_malformed", size=len(raw))
+            return
+        self.revocations += 1
+        self.authenticator.forget_token(token_id)
+
+    def reset(self) -> None:
+        """Resubscribed: revocations published meanwhile are lost, so no cached token is trusted."""
+        self.authenticator.forget()
 
     async def authenticate(self, authorization: bytes | None, tenant_headers: list[bytes]) -> Caller:
         """The caller of this request with its tenant settled (fail-closed)."""

@@ -5,14 +5,15 @@ result — negative results too, so name guessing does not reach Postgres on eve
 workflows publish `{tenant_id, extension, install_id, revision}` on `extplane:invalidate` after each
 change; the listener drops the entry unless it already holds a newer revision. The TTL is a backstop
 for a lost message. Whenever the subscription (re)connects the whole cache is dropped, because
-messages published while it was down are gone.
+messages published while it was down are gone. The same subscription carries other channels
+(`extra`, e.g. token revocations) to their own handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -90,10 +91,13 @@ class InvalidationListener:
         on_reset: Callable[[], None],
         *,
         client_name: str = "extplane-gateway",
+        extra: Mapping[str, Callable[[bytes | str], None]] | None = None,
     ):
         self._url = url
         self.client_name = client_name
         self._on_message = on_message
+        self._handlers: dict[str, Callable[[bytes | str], None]] = {INVALIDATE_CHANNEL: on_message}
+        self._handlers.update(extra or {})
         self._on_reset = on_reset
         self.connected = asyncio.Event()
         self.received = 0
@@ -124,7 +128,7 @@ class InvalidationListener:
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(INVALIDATE_CHANNEL)
+                await pubsub.subscribe(*self._handlers)
                 self._on_reset()
                 self.connected.set()
                 backoff = 0.05
@@ -133,7 +137,7 @@ class InvalidationListener:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None and message.get("type") == "message":
                         self.received += 1
-                        self._on_message(message["data"])
+                        self._dispatch(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any Redis/socket failure: resubscribe; the cache is reset then
@@ -144,6 +148,14 @@ class InvalidationListener:
             finally:
                 self.connected.clear()
                 await _quietly_close(pubsub, client)
+
+    def _dispatch(self, message: Mapping[str, object]) -> None:
+        channel = message.get("channel")
+        name = channel.decode("latin-1") if isinstance(channel, bytes) else str(channel)
+        data = message["data"]
+        handler = self._handlers.get(name, self._on_message)
+        if isinstance(data, bytes | str):
+            handler(data)
 
 
 async def _quietly_close(pubsub: PubSub, client: aioredis.Redis) -> None:

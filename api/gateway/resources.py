@@ -19,6 +19,7 @@ from api.gateway.resp import RespClient
 from api.gateway.runner_client import RunnerPool
 from core.db import create_pool
 from core.settings import ApiSettings
+from schema.payloads.tokens import TOKEN_INVALIDATE_CHANNEL
 
 
 @dataclass
@@ -68,11 +69,17 @@ class Resources:
                 lookup_burst=settings.gateway_token_lookup_burst,
             )
         )
+
+        def reset() -> None:
+            installs.cache.clear()
+            auth.reset()
+
         listener = InvalidationListener(
             settings.redis_url,
             installs.on_message,
-            installs.cache.clear,
+            reset,
             client_name=name + "-invalidations",
+            extra={TOKEN_INVALIDATE_CHANNEL: auth.on_token_message},
         )
         execlog = ExecLogWriter(
             pool,

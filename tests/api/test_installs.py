@@ -94,7 +94,7 @@ async def test_install_lifecycle(api: httpx.AsyncClient, published: str, tenant:
 
     audit = await _ok_list(await api.get(f"/v1/audit?tenant={tenant}&extension={name}", headers=ADMIN))
     actions = {e["action"] for e in audit}
-    assert len(audit) >= 8 and all(e["actor"] == "admin" for e in audit)
+    assert len(audit) >= 8 and all(e["actor"] == "bootstrap" for e in audit)
     assert all(e["ui_url"].endswith(e["workflow_id"].replace("/", "%2F")) for e in audit)
     assert SECRET_VALUE not in str(audit), actions
 
@@ -168,8 +168,8 @@ async def test_set_debug_flag(
     ]
     assert debug_rows == [
         ("set_debug", f"token:{manager_id}", True),
-        ("set_debug_noop", "admin", True),
-        ("set_debug", "admin", False),
+        ("set_debug_noop", "bootstrap", True),
+        ("set_debug", "bootstrap", False),
     ]
 
 

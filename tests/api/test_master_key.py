@@ -149,8 +149,8 @@ async def test_rotation_rewraps_existing_data_keys_and_is_audited(
     audit = (await api.get("/v1/audit", headers=ADMIN)).json()
     rotations = [e for e in audit if e["action"] == "master_key_rotated"]
     assert [(e["actor"], e["after"], e["workflow_id"]) for e in rotations] == [
-        ("admin", {"target_version": 2, "rewrapped": 0}, rotation_id),
-        ("admin", {"target_version": 2, "rewrapped": 2}, rotation_id),
+        ("bootstrap", {"target_version": 2, "rewrapped": 0}, rotation_id),
+        ("bootstrap", {"target_version": 2, "rewrapped": 2}, rotation_id),
     ]
 
 

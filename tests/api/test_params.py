@@ -28,6 +28,7 @@ SAMPLE = {
     "key_id": "ed25519:00",
     "workflow_id": "install/acme/com.acme.x",
     "prefix": "com.acme",
+    "token_id": "00000000-0000-0000-0000-000000000000",
 }
 # A `{workflow_id:path}` may hold slashes: the bad part goes after a realistic prefix.
 PREFIX = {"workflow_id": "install/acme/"}

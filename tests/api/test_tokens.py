@@ -46,7 +46,7 @@ async def test_admin_creates_a_tenant_token_stored_only_as_hash(
     # Audited like every other state change.
     audit = (await api.get("/v1/audit?tenant=acme", headers=ADMIN)).json()
     assert [(e["action"], e["actor"], e["workflow_id"]) for e in audit] == [
-        ("token.create", "admin", out["workflow_id"])
+        ("token.create", "bootstrap", out["workflow_id"])
     ]
     assert audit[0]["after"]["scopes"] == ["ext:read", "installs:manage"]
 

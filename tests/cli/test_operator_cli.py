@@ -250,7 +250,7 @@ async def test_config_secrets_limits_debug_audit(
     audit = (await extctl("--json", "audit", "--tenant", tenant, "--extension", name)).json()
     assert audit and all(e["ui_url"] and e["workflow_id"] for e in audit)
     human = await extctl("audit", "--tenant", tenant)
-    assert "admin" in human.stdout and "install/" in human.stdout
+    assert "bootstrap" in human.stdout and "install/" in human.stdout
     recent = (
         await extctl("--json", "audit", "--tenant", tenant, "--since", "1h", "--action", "set_*")
     ).json()

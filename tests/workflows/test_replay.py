@@ -30,6 +30,14 @@ from schema.payloads.namespaces import (
     RemoveNamespaceResult,
 )
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
+from schema.payloads.tokens import (
+    CREATE_TOKEN_WORKFLOW,
+    REVOKE_TOKEN_WORKFLOW,
+    CreateTokenInput,
+    CreateTokenResult,
+    RevokeTokenInput,
+    RevokeTokenResult,
+)
 from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
 from schema.temporal import (
     WorkflowType,
@@ -39,6 +47,8 @@ from schema.temporal import (
     publish_workflow_id,
     revoke_key_workflow_id,
     sign_verify_workflow_id,
+    token_revoke_workflow_id,
+    token_workflow_id,
     trust_key_workflow_id,
 )
 from tests.workflows.helpers import (
@@ -74,6 +84,8 @@ EXPECTED = {
     "publish_namespace_check",
     "register_namespace",
     "remove_namespace",
+    "create_token",
+    "revoke_token",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -184,6 +196,31 @@ async def test_live_histories_replay(
     for label, wf_type, inp, out in namespace_steps:
         ids[label] = f"{label}/test-{uuid.uuid4().hex[:8]}"
         await client.execute_workflow(wf_type, inp, id=ids[label], task_queue=task_queue, result_type=out)
+    token_id = str(uuid.uuid4())
+    await client.execute_workflow(
+        CREATE_TOKEN_WORKFLOW,
+        CreateTokenInput(
+            token_id=token_id,
+            token_hash=uuid.uuid4().hex * 2,
+            scopes=["ext:read"],
+            tenant_id="acme",
+            name="ci",
+            identity="acme/ci",
+            actor="test",
+        ),
+        id=token_workflow_id(token_id),
+        task_queue=task_queue,
+        result_type=CreateTokenResult,
+    )
+    ids["create_token"] = token_workflow_id(token_id)
+    await client.execute_workflow(
+        REVOKE_TOKEN_WORKFLOW,
+        RevokeTokenInput(token_id=token_id, tenant_id="acme", actor="test", reason="test"),
+        id=token_revoke_workflow_id(token_id),
+        task_queue=task_queue,
+        result_type=RevokeTokenResult,
+    )
+    ids["revoke_token"] = token_revoke_workflow_id(token_id)
     assert set(ids) == EXPECTED
 
     capture = os.environ.get("EXT_CAPTURE_HISTORIES") == "1"
