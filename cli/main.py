@@ -10,11 +10,13 @@ import typer
 # typer vendors click (0.29+); its exceptions are the ones raised while parsing arguments.
 from typer._click import exceptions as click
 
+from cli.json_flag import JsonEverywhereGroup
 from cli.output import STATE
 from core.process import run_main
 
 app = typer.Typer(
     name="extctl",
+    cls=JsonEverywhereGroup,  # `--json` also after the subcommand
     help="extplane control tool: dev stack, bundles, and operator commands.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -46,7 +48,9 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
 
 @app.callback()
 def _root(
-    json_output: bool = typer.Option(False, "--json", help="machine-readable output"),
+    json_output: bool = typer.Option(
+        False, "--json", help="machine-readable output (also accepted after any command)"
+    ),
 ) -> None:
     STATE.json_mode = json_output
 

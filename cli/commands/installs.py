@@ -24,7 +24,8 @@ def change_summary(out: dict[str, Any]) -> str:
     """One line for a change result, e.g. `acme: com.acme.hello 1.0.0 -> 1.1.0 active (rev 3)`."""
     version = out["version"]
     if out["previous_version"] and out["previous_version"] != version:
-        version = f"{out['previous_version']} -> {version}"
+        # An uninstall has no version left: name the one it removed, not "1.1.0 -> ".
+        version = f"{out['previous_version']} -> {version}" if version else out["previous_version"]
     head = f"{out['tenant_id']}: {out['extension']} {version} {out['status']} (rev {out['revision']})"
     if not out["changed"]:
         head += " (no change)"

@@ -143,7 +143,6 @@ def logs(
         int, typer.Option("--tail", min=0, max=2000, help="replay the last N events first")
     ] = 200,
     token: Annotated[str | None, typer.Option("--token", help="tenant token (default: EXT_TOKEN)")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="one JSON event per line")] = False,
     follow: Annotated[bool, typer.Option("--follow/--no-follow", help="keep following")] = True,
 ) -> None:
     """Follow NAME's debug stream in TENANT: guest logs, stdout, stderr and runner failures."""
@@ -160,7 +159,7 @@ def logs(
         params["install"] = install
     if request:
         params["request"] = request
-    printer = _Printer(json_out=json_out or STATE.json_mode)
+    printer = _Printer(json_out=STATE.json_mode)  # `--json` (cli.json_flag): one event per line
     url = f"{base}/api/ext-debug/stream"
     try:
         with httpx.Client(timeout=TIMEOUT) as client:

@@ -106,3 +106,57 @@ def test_documented_variables_exist() -> None:
     for doc in ("docs/deploy.md", "docs/runner.md", "docs/gateway.md", "docs/operator.md"):
         unknown = _documented(doc) - known
         assert not unknown, f"{doc} names unknown settings {sorted(unknown)}"
+
+
+# The README quick start (tests/cli/test_readme_quick_start.py runs it; these checks need no services).
+def _extctl_lines() -> list[list[str]]:
+    from tests.support.readme import quick_start_commands
+
+    lines = []
+    for words in quick_start_commands():
+        if re.fullmatch(r"[A-Z_]+=\$\(extctl", words[0]):  # KEY_ID=$(extctl ... )
+            words = ["extctl", *words[1:-1], words[-1].removesuffix(")")]
+        if words[0] == "extctl":
+            lines.append(words[1:])
+    return lines
+
+
+def test_quick_start_builds_before_it_packs() -> None:
+    from tests.support.readme import quick_start_commands
+
+    commands = [" ".join(w) for w in quick_start_commands()]
+    build = next(i for i, c in enumerate(commands) if "sdk/python/build.py" in c)
+    built_dir = commands[build].split()[-1]
+    packs = [i for i, c in enumerate(commands) if c.startswith(f"extctl bundle pack {built_dir} ")]
+    assert packs, "the quick start packs something other than what it built"
+    assert build < min(packs)
+    assert not any(c.startswith("extctl bundle pack") for c in commands[:build])
+
+
+def test_quick_start_names_match_the_sample() -> None:
+    import json
+
+    sample = json.loads((ROOT / "examples" / "hello" / "manifest.json").read_text())
+    words = [w for line in _extctl_lines() for w in line]
+    names = {w.split("@")[0] for w in words if re.fullmatch(r"[a-z][a-z0-9]*(\.[a-z0-9-]+)+(@.*)?", w)}
+    names -= {w for w in names if w.endswith((".tar.zst", ".sig", ".pub", ".key"))}
+    assert names == {sample["name"]}
+    publishers = {line[line.index("--publisher") + 1] for line in _extctl_lines() if "--publisher" in line}
+    assert publishers == {sample["publisher"]}
+    assert f"{sample['name']}@{sample['version']}" in words, "installs a version the sample does not have"
+
+
+def test_quick_start_commands_exist_with_those_options() -> None:
+    import typer
+
+    from cli.main import app
+
+    root = typer.main.get_command(app)
+    for line in _extctl_lines():
+        command, rest = root, list(line)
+        while rest and rest[0] in (getattr(command, "commands", None) or {}):
+            command = command.commands[rest.pop(0)]  # type: ignore[attr-defined]
+        assert not hasattr(command, "commands"), f"`extctl {' '.join(line)}` names no command"
+        known = {opt for p in command.params for opt in [*p.opts, *p.secondary_opts]}
+        unknown = {w for w in rest if w.startswith("-") and w not in known}
+        assert not unknown, f"`extctl {' '.join(line)}`: no option {sorted(unknown)}"
