@@ -17,6 +17,7 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 
 INSTALL_COLUMNS = """i.id, i.tenant_id, i.extension_id, i.version_id, i.status, i.granted_capabilities,
     i.revision, i.config_version, i.secrets_version, i.rate_limit_rps, i.rate_limit_burst, i.debug_enabled,
+    i.granted_egress,
     v.version, v.status AS version_status, v.manifest"""
 
 
@@ -66,6 +67,7 @@ def snapshot(row: asyncpg.Record | None) -> dict[str, Any] | None:
         "config_version": row["config_version"],
         "secrets_version": row["secrets_version"],
         "granted_capabilities": list(row["granted_capabilities"]),
+        "granted_egress": list(row["granted_egress"]),
         "rate_limit_rps": row["rate_limit_rps"],
         "rate_limit_burst": row["rate_limit_burst"],
         "debug_enabled": row["debug_enabled"],
