@@ -10,8 +10,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from api.gateway.envelope import prepare
 from core.errors import Conflict, InvalidInput
 from registry import read, read_gateway, write
+from schema.envelope import ExecuteRequest
 from schema.errors import ErrorCode
 from schema.install_rules import GrantSet
 from schema.payloads.install import InstallOperation as Op
@@ -61,7 +63,13 @@ async def test_denied_capability_and_host_are_not_granted_nor_sent_to_the_runner
     hot = await read_gateway.gateway_install(db_pool, "t1", "com.acme.x")
     assert hot is not None
     assert KV not in hot.granted_capabilities and HTTP in hot.granted_capabilities
-    assert hot.egress == ("a.example",)  # the envelope's egress list: the grant, not the manifest
+    assert hot.egress == ("a.example",)  # the grant, not the manifest
+    # What the runner receives: it links host interfaces only for these and fetches only these hosts.
+    raw = prepare(hot, default_rps=1, default_burst=1).envelope(
+        request_id="r", method="GET", path="/status", query="", headers=[], body_b64=b"", user={"id": "u1"}
+    )
+    sent = ExecuteRequest.model_validate_json(raw)
+    assert sent.egress == ["a.example"] and KV not in sent.capabilities.granted
     operator = await read.resolve_install(db_pool, "t1", "com.acme.x")
     assert operator is not None and operator.granted_egress == ["a.example"]
 
