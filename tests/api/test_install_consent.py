@@ -153,19 +153,24 @@ async def test_rollback_walks_history_back_and_to_only_where_it_ran(
     api: httpx.AsyncClient, grown: str, tenant: str
 ) -> None:
     base = f"/v1/tenants/{tenant}/installs/{grown}"
-    await _ok(
-        await api.post(
-            f"/v1/tenants/{tenant}/installs", json={"extension": grown, "version": "3.0.0"}, headers=ADMIN
-        )
-    )
-    never = await api.post(f"{base}/rollback", json={"version": "1.0.0"}, headers=ADMIN)
+    install = {"extension": grown, "version": "1.0.0"}
+    await _ok(await api.post(f"/v1/tenants/{tenant}/installs", json=install, headers=ADMIN))
+    never = await api.post(f"{base}/rollback", json={"version": "3.0.0"}, headers=ADMIN)
     assert never.status_code == 409, never.text
     assert never.json()["error"] == "version_not_in_history"
-    assert never.json()["details"] == {"version": "1.0.0"}
+    assert never.json()["details"] == {"version": "3.0.0"}
 
-    await _ok(await api.post(f"{base}/upgrade", json={"version": "1.0.0"}, headers=ADMIN))
-    # Back to 3.0.0 (the previous in history, not the previous semver); it asks for nothing new.
-    assert (await _ok(await api.post(f"{base}/rollback", json={}, headers=ADMIN)))["version"] == "3.0.0"
+    accept = {"capabilities": [HTTP], "egress": ["api.example.com"]}
+    await _ok(await api.post(f"{base}/upgrade", json={"version": "2.0.0", "accept": accept}, headers=ADMIN))
+    await _ok(await api.post(f"{base}/upgrade", json={"version": "3.0.0"}, headers=ADMIN))  # asks for less
+    # Back to 2.0.0 (the previous in history): it asks again for what 3.0.0 dropped, so consent first.
+    refused = await api.post(f"{base}/rollback", json={}, headers=ADMIN)
+    assert refused.status_code == 409 and refused.json()["error"] == "consent_required", refused.text
+    assert refused.json()["details"]["version"] == "2.0.0"
+    back = await _ok(await api.post(f"{base}/rollback", json={"accept": accept}, headers=ADMIN))
+    assert back["version"] == "2.0.0"
+    # Again: further back to 1.0.0, never forth to 3.0.0.
+    assert (await _ok(await api.post(f"{base}/rollback", json={}, headers=ADMIN)))["version"] == "1.0.0"
 
 
 async def test_reinstall_replaces_a_given_config_and_config_set_merges(
