@@ -184,6 +184,21 @@ async def test_reinstall_replaces_a_given_config_and_config_set_merges(
     )
     assert (again["changed"], again["config_version"]) == (True, 2)
     assert (await _ok(await api.get(base, headers=ADMIN)))["config"] == {"b": 2}
+    # Secrets the same way: a given set replaces the secret set, an omitted one leaves it.
+    sec = await _ok(
+        await api.post(
+            f"/v1/tenants/{tenant}/installs",
+            json={"extension": grown, "version": "1.0.0", "secrets": {"k2": "v"}},
+            headers=ADMIN,
+        )
+    )
+    assert (sec["secret_keys"], sec["secrets_version"], sec["config_version"]) == (["k2"], 1, 2)
+    kept = await _ok(
+        await api.post(
+            f"/v1/tenants/{tenant}/installs", json={"extension": grown, "version": "1.0.0"}, headers=ADMIN
+        )
+    )
+    assert (kept["changed"], kept["secrets_version"]) == (False, 1)
 
     await _ok(await api.put(f"{base}/config", json={"config": {"c": 3}}, headers=ADMIN))
     assert (await _ok(await api.get(base, headers=ADMIN)))["config"] == {"b": 2, "c": 3}
