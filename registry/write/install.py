@@ -3,8 +3,12 @@ install entity workflow and, in the database, by the install row lock.
 
 Each change bumps `installs.revision` and appends `install_history` with the workflow id; a retry of the
 same workflow's change finds that row and returns the recorded outcome instead of changing twice.
-No-ops (install of the installed version, enable of an active install, limits or the debug flag set to
-what they already are) change nothing.
+No-ops (install of the installed version with no other config or denials, enable of an active install,
+limits or the debug flag set to what they already are) change nothing.
+
+Grants follow schema.install_rules (registry/write/_grants.py): install grants what the version
+requests minus `deny`; an upgrade or rollback that adds anything needs `accept` for exactly that, else
+Conflict consent_required, raised before anything is written.
 """
 
 from __future__ import annotations
