@@ -39,6 +39,8 @@ class ResolvedInstall:
     # For the operator's view only: the debug gate reads the flag fresh per session (registry.read_debug).
     debug_enabled: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    # The egress hosts the install is granted (a subset of the manifest's list).
+    granted_egress: list[str] = field(default_factory=list)
     precompiled: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -48,8 +50,8 @@ class ResolvedInstall:
 
 _RESOLVE = """
 SELECT i.id, i.tenant_id, e.name, v.version, v.content_hash, i.status, v.status AS version_status,
-       i.revision, i.granted_capabilities, i.config_version, i.secrets_version, i.rate_limit_rps,
-       i.rate_limit_burst, i.debug_enabled, v.manifest, b.precompiled,
+       i.revision, i.granted_capabilities, i.granted_egress, i.config_version, i.secrets_version,
+       i.rate_limit_rps, i.rate_limit_burst, i.debug_enabled, v.manifest, b.precompiled,
        COALESCE((SELECT c.config FROM install_config c
                  WHERE c.install_id = i.id AND c.version = i.config_version), '{}'::jsonb) AS config,
        COALESCE((SELECT array_agg(ARRAY[a.method, a.path] ORDER BY a.path, a.method)
@@ -73,6 +75,7 @@ def _resolved(row: asyncpg.Record) -> ResolvedInstall:
         revision=row["revision"],
         endpoints=[(m, p) for m, p in row["endpoints"]],
         granted_capabilities=list(row["granted_capabilities"]),
+        granted_egress=list(row["granted_egress"]),
         config=row["config"],
         config_version=row["config_version"],
         secrets_version=row["secrets_version"],

@@ -1,7 +1,7 @@
 """The registry query of the gateway's hot path: one per install-cache miss (tokens: registry.read_operator).
 
 `registry.read.resolve_install` serves the operator API and the runner; the gateway needs more in the
-same round trip (the sealed secrets, the manifest's limits and egress) and less (not the whole
+same round trip (the sealed secrets, the manifest's limits, the granted egress) and less (not the whole
 manifest, whose `config_schema` can be large), so it has its own query. Read-only, tenant-scoped in
 SQL: the WHERE clause carries the caller's tenant, never a tenant taken from the request.
 """
@@ -50,7 +50,7 @@ SELECT i.id, i.tenant_id, e.name, v.version, v.content_hash,
        (i.status = 'active' AND v.status = 'verified') AS active,
        i.revision, i.granted_capabilities, i.config_version, i.secrets_version,
        i.rate_limit_rps, i.rate_limit_burst,
-       v.manifest -> 'limits' AS limits, v.manifest -> 'egress' AS egress,
+       v.manifest -> 'limits' AS limits, i.granted_egress AS egress,
        COALESCE((SELECT c.config FROM install_config c
                  WHERE c.install_id = i.id AND c.version = i.config_version), '{}'::jsonb) AS config,
        COALESCE((SELECT array_agg(ARRAY[a.method, a.path] ORDER BY a.path, a.method)
@@ -111,7 +111,7 @@ async def gateway_install(pool: asyncpg.Pool, tenant_id: str, extension: str) ->
             master_key_version=row["master_key_version"],
         )
     limits = row["limits"] if isinstance(row["limits"], dict) else {}
-    egress = row["egress"] if isinstance(row["egress"], list) else []
+    egress = list(row["egress"])  # the install's grant (schema.install_rules), not the whole manifest
     return GatewayInstall(
         install_id=install_id,
         tenant_id=row["tenant_id"],

@@ -63,3 +63,8 @@ class ErrorCode(StrEnum):
     REGISTRY_UNAVAILABLE = "registry_unavailable"
     WORKFLOW_FAILED = "workflow_failed"
     INTERNAL = "internal"
+    # install consent (409): the version asks for capabilities or egress hosts the install has not
+    # been granted; `details` holds what it adds. Re-send with exactly those accepted (or denied).
+    CONSENT_REQUIRED = "consent_required"
+    # rollback --to a version this install never ran (409); `details.version` names it.
+    VERSION_NOT_IN_HISTORY = "version_not_in_history"

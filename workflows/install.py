@@ -69,6 +69,8 @@ Op = InstallOperation
 _NEEDS_VERSION = frozenset({Op.INSTALL, Op.UPGRADE})
 _MAY_CARRY_CONFIG = frozenset({Op.INSTALL, Op.SET_CONFIG})
 _MAY_CARRY_SECRETS = frozenset({Op.INSTALL, Op.SET_SECRETS})
+_MAY_ACCEPT = frozenset({Op.UPGRADE, Op.ROLLBACK})
+_MAY_DENY = frozenset({Op.INSTALL, Op.UPGRADE, Op.ROLLBACK})
 
 
 @workflow.defn(name=WorkflowType.INSTALL)
@@ -229,6 +231,12 @@ def _problem(req: InstallRequest) -> str:
         return f"{req.operation.value} does not take secrets"
     if req.operation is Op.SET_SECRETS and req.secrets is None:
         return "set_secrets needs secrets"
+    if req.accept is not None and req.operation not in _MAY_ACCEPT:
+        return f"{req.operation.value} does not take accept (only upgrade and rollback)"
+    if req.deny is not None and req.operation not in _MAY_DENY:
+        return f"{req.operation.value} does not take deny"
+    if req.config_merge and req.operation is not Op.SET_CONFIG:
+        return f"{req.operation.value} does not merge a config"
     if req.operation is not Op.SET_LIMITS and (
         req.rate_limit_rps is not None or req.rate_limit_burst is not None
     ):

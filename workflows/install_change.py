@@ -10,7 +10,9 @@ install carries initial secrets, or for set_secrets] → audit row (before/after
 
 Invariants:
   * only verified versions are installed, upgraded or rolled back to (version_not_installable);
-  * granted capabilities = manifest capabilities ∪ defaults, recomputed whenever the version changes;
+  * granted = what the version requests (manifest capabilities ∪ defaults, egress hosts) minus what the
+    operator denied; a version change that adds anything needs the operator's `accept` for exactly
+    that, else consent_required (schema.install_rules, checked inside the apply transaction);
   * every change bumps the revision exactly once, even when the worker dies between steps: the apply
     activity recognizes this workflow's own history row and returns the recorded outcome;
   * secret values arrive sealed and are only opened inside the secrets activity.
@@ -89,6 +91,9 @@ class InstallChangeWorkflow:
                         rate_limit_rps=req.rate_limit_rps,
                         rate_limit_burst=req.rate_limit_burst,
                         debug_enabled=req.debug_enabled,
+                        accept=req.accept,
+                        deny=req.deny,
+                        config_merge=req.config_merge,
                     ),
                     start_to_close_timeout=SHORT,
                     retry_policy=RETRY,

@@ -23,6 +23,7 @@ from api.operator.fingerprint import fingerprint
 from core.codec import seal_secrets
 from core.errors import InvalidInput, Unavailable
 from core.storable import require_storable_config
+from schema.install_rules import GrantSet
 from schema.jsontext import unstorable
 from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
 from schema.payloads.secrets import SealedSecrets
@@ -41,6 +42,9 @@ class Change:
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
     debug_enabled: bool | None = None
+    accept: GrantSet | None = None
+    deny: GrantSet | None = None
+    config_merge: bool = False
 
 
 def request_id(key: str | None) -> str:
@@ -92,6 +96,9 @@ async def submit(
         rate_limit_rps=change.rate_limit_rps,
         rate_limit_burst=change.rate_limit_burst,
         debug_enabled=change.debug_enabled,
+        accept=change.accept,
+        deny=change.deny,
+        config_merge=change.config_merge,
     )
     # What the request id is bound to: the workflow refuses the id with another fingerprint (422).
     request = replace(

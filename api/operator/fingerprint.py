@@ -9,8 +9,9 @@ continue-as-new with the remembered results. (The API may not write the registry
 A fingerprint maps part name -> digest, one entry per part the request sets:
 
 * `operation` in clear;
-* `version`, `config`, `rate_limit_rps`, `rate_limit_burst`, `debug_enabled`: the first 128 bits of a
-  SHA-256 of their canonical JSON (their values travel in the same request anyway);
+* `version`, `config`, `rate_limit_rps`, `rate_limit_burst`, `debug_enabled`, `accept`, `deny`: the
+  first 128 bits of a SHA-256 of their canonical JSON (their values travel in the same request anyway);
+  `config_merge` only when set (so requests that predate it keep their fingerprint);
 * `secrets`: `k<v>:` + the first 128 bits of an HMAC-SHA256 of the canonical JSON of the plain secret
   map (names and values), keyed by HKDF(`FINGERPRINT_INFO`) of master key version `v`, the lowest in
   the keyring. Sealed secrets cannot be compared (sealing is randomized: the same values seal
@@ -31,11 +32,12 @@ from typing import Any
 
 from core.codec import derive_key
 from core.crypto import Keyring
+from schema.install_rules import GrantSet
 from schema.payloads.install import InstallRequest
 
 FINGERPRINT_INFO = b"extplane/idempotency-fingerprint/v1"
 _HEX_CHARS = 32  # 128 bits: ample to tell two requests apart, small in the entity's state
-_PLAIN_PARTS = ("version", "config", "rate_limit_rps", "rate_limit_burst", "debug_enabled")
+_PLAIN_PARTS = ("version", "config", "rate_limit_rps", "rate_limit_burst", "debug_enabled", "accept", "deny")
 
 
 def _canonical(value: Any) -> bytes:
@@ -52,8 +54,12 @@ def fingerprint(
     parts = {"operation": request.operation.value}
     for name in _PLAIN_PARTS:
         value = getattr(request, name)
+        if isinstance(value, GrantSet):
+            value = value.as_json()
         if value is not None and value != "":
             parts[name] = hashlib.sha256(_canonical(value)).hexdigest()[:_HEX_CHARS]
+    if request.config_merge:
+        parts["config_merge"] = "1"
     if secrets:
         if keyring is None:  # the caller sealed the secrets with it, so this is a programming error
             raise ValueError("secrets need the master keyring to be fingerprinted")

@@ -14,6 +14,29 @@ app = typer.Typer()
 
 Tenant = Annotated[str, typer.Option("--tenant", help="tenant id")]
 Name = Annotated[str, typer.Argument(help="extension name (manifest `name`)")]
+_ITEM = "a capability (cap:...) or an egress host (repeatable)"
+Accept = Annotated[
+    list[str] | None,
+    typer.Option("--accept", help=f"consent to what the target version adds: {_ITEM}"),
+]
+Deny = Annotated[list[str] | None, typer.Option("--deny", help=f"do not grant {_ITEM}")]
+
+
+def grant_items(items: list[str] | None) -> dict[str, list[str]] | None:
+    """`--accept`/`--deny` values as the API's {capabilities, egress}: `cap:` names a capability,
+    anything else an egress host. None when the option was not given."""
+    if not items:
+        return None
+    caps = [i for i in items if i.startswith("cap:")]
+    return {"capabilities": caps, "egress": [i for i in items if not i.startswith("cap:")]}
+
+
+def _consent(body: dict[str, Any], accept: list[str] | None, deny: list[str] | None) -> dict[str, Any]:
+    for field, items in (("accept", accept), ("deny", deny)):
+        grant = grant_items(items)
+        if grant is not None:
+            body[field] = grant
+    return body
 
 
 def _base(tenant: str, name: str) -> str:
@@ -29,7 +52,18 @@ def change_summary(out: dict[str, Any]) -> str:
     head = f"{out['tenant_id']}: {out['extension']} {version} {out['status']} (rev {out['revision']})"
     if not out["changed"]:
         head += " (no change)"
-    return f"{head}\n  workflow {out['workflow_id']}\n  {out['ui_url']}"
+    lines = [head]
+    requested, granted = out.get("requested"), out.get("granted")
+    if requested and granted:
+        # What the version asks for, and what of it the install is not granted (operator denials).
+        for what, label in (("capabilities", "capabilities"), ("egress", "egress hosts")):
+            kept = set(requested[what]) - set(granted[what])
+            shown = ", ".join(requested[what]) or "-"
+            lines.append(
+                f"  {label:<13} {shown}" + (f"  (not granted: {', '.join(sorted(kept))})" if kept else "")
+            )
+    lines += [f"  workflow {out['workflow_id']}", f"  {out['ui_url']}"]
+    return "\n".join(lines)
 
 
 def _emit_change(out: dict[str, Any]) -> None:
@@ -42,10 +76,12 @@ def install(
     tenant: Tenant,
     config: Annotated[list[str] | None, typer.Option("--config", help="k=v (repeatable)")] = None,
     secret: Annotated[list[str] | None, typer.Option("--secret", help="k=v (repeatable)")] = None,
+    deny: Deny = None,
 ) -> None:
-    """Install NAME@VERSION in a tenant (a no-op when already at that version)."""
+    """Install NAME@VERSION in a tenant. Again at the installed version, what is given replaces the
+    install's config, secret set or denials; what is omitted stays (nothing given: a no-op)."""
     name, version = split_ref(ref)
-    body: dict[str, Any] = {"extension": name, "version": version}
+    body: dict[str, Any] = _consent({"extension": name, "version": version}, None, deny)
     if config:
         body["config"] = parse_pairs(config, what="--config", typed=True)
     if secret:
@@ -54,13 +90,20 @@ def install(
 
 
 @app.command("upgrade")
-def upgrade(ref: Annotated[str, typer.Argument(metavar="NAME@VERSION")], tenant: Tenant) -> None:
-    """Move the install to another version."""
+def upgrade(
+    ref: Annotated[str, typer.Argument(metavar="NAME@VERSION")],
+    tenant: Tenant,
+    accept: Accept = None,
+    deny: Deny = None,
+) -> None:
+    """Move the install to another version. If it asks for capabilities or egress hosts the install
+    is not granted, the upgrade is refused (consent_required, naming them) until each is --accept-ed
+    or --deny-ed."""
     name, version = split_ref(ref)
     out = call(
         "POST",
         f"{_base(tenant, name)}/upgrade",
-        json_body={"version": version},
+        json_body=_consent({"version": version}, accept, deny),
         spinner=f"upgrading to {ref}",
     )
     _emit_change(out)
@@ -71,9 +114,13 @@ def rollback(
     name: Name,
     tenant: Tenant,
     to: Annotated[str | None, typer.Option("--to", help="version (default: the previous one)")] = None,
+    accept: Accept = None,
+    deny: Deny = None,
 ) -> None:
-    """Back to the previous version (or the one named by --to)."""
-    out = call("POST", f"{_base(tenant, name)}/rollback", json_body={"version": to}, spinner="rolling back")
+    """Back to the previous version in the install's history (or the one named by --to, which the
+    install must have run before). Consent as for upgrade."""
+    body = _consent({"version": to}, accept, deny)
+    out = call("POST", f"{_base(tenant, name)}/rollback", json_body=body, spinner="rolling back")
     _emit_change(out)
 
 
@@ -126,6 +173,7 @@ def status(name: Name, tenant: Tenant) -> None:
         f"  content hash     {out['content_hash']}",
         f"  version status   {out['version_status']}",
         f"  capabilities     {', '.join(out['granted_capabilities']) or '-'}",
+        f"  egress hosts     {', '.join(out.get('granted_egress') or []) or '-'}",
         f"  config v{out['config_version']}        {out['config']}",
         f"  secrets version  {out['secrets_version']}",
         f"  rate limit       {limits}",

@@ -19,6 +19,7 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 # before/after (snapshot); the secret values stay encrypted in install_secrets and are never selected.
 INSTALL_COLUMNS = """i.id, i.tenant_id, i.extension_id, i.version_id, i.status, i.granted_capabilities,
     i.revision, i.config_version, i.secrets_version, i.rate_limit_rps, i.rate_limit_burst, i.debug_enabled,
+    i.granted_egress,
     v.version, v.status AS version_status, v.manifest, v.content_hash,
     (SELECT c.config FROM install_config c
       WHERE c.install_id = i.id AND c.version = i.config_version) AS config,
@@ -76,6 +77,7 @@ def snapshot(row: asyncpg.Record | None) -> dict[str, Any] | None:
         "secrets_version": row["secrets_version"],
         "secret_names": sorted(row["secret_names"] or []),
         "granted_capabilities": list(row["granted_capabilities"]),
+        "granted_egress": list(row["granted_egress"]),
         "rate_limit_rps": row["rate_limit_rps"],
         "rate_limit_burst": row["rate_limit_burst"],
         "debug_enabled": row["debug_enabled"],

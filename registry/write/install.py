@@ -3,8 +3,12 @@ install entity workflow and, in the database, by the install row lock.
 
 Each change bumps `installs.revision` and appends `install_history` with the workflow id; a retry of the
 same workflow's change finds that row and returns the recorded outcome instead of changing twice.
-No-ops (install of the installed version, enable of an active install, limits or the debug flag set to
-what they already are) change nothing.
+No-ops (install of the installed version with no other config or denials, enable of an active install,
+limits or the debug flag set to what they already are) change nothing.
+
+Grants follow schema.install_rules (registry/write/_grants.py): install grants what the version
+requests minus `deny`; an upgrade or rollback that adds anything needs `accept` for exactly that, else
+Conflict consent_required, raised before anything is written.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncpg
 
 from core.db import map_db_errors
 from core.errors import Conflict, InvalidInput, NotFound
+from registry.write import _grants
 from registry.write._install_state import (
     Conn,
     append_history,
@@ -27,8 +32,8 @@ from registry.write._install_state import (
     snapshot,
     validate_config,
 )
-from schema.capabilities import effective_capabilities
 from schema.errors import ErrorCode
+from schema.install_rules import GrantDecision, ran_before, requested, rollback_target
 from schema.payloads.install import (
     ApplyInstallChangeInput,
     ApplyInstallChangeResult,
@@ -57,6 +62,8 @@ def _result(
         secrets_version=row["secrets_version"] if row else 0,
         changed=changed,
         workflow_id=req.workflow_id,
+        requested=requested(row["manifest"]) if row else None,
+        granted=_grants.granted_now(row) if row else None,
     )
 
 
@@ -64,6 +71,10 @@ async def apply_install_change(pool: asyncpg.Pool, req: ApplyInstallChangeInput)
     """Apply one change (anything but set_secrets). Raises NotFound, Conflict or InvalidInput."""
     if req.operation is Op.SET_SECRETS:
         raise InvalidInput("set_secrets goes through registry.write.store_secrets")
+    if req.accept is not None and req.operation not in (Op.UPGRADE, Op.ROLLBACK):
+        raise InvalidInput(f"{req.operation.value} does not take accept (only upgrade and rollback)")
+    if req.deny is not None and req.operation not in (Op.INSTALL, Op.UPGRADE, Op.ROLLBACK):
+        raise InvalidInput(f"{req.operation.value} does not take deny")
     async with map_db_errors(), pool.acquire() as conn, conn.transaction():
         ext_id = await extension_id(conn, req.extension)
         if ext_id is None:
@@ -106,21 +117,22 @@ async def _install(
     target = await find_version(conn, ext_id, req.extension, req.version)
     if row is not None:
         if row["version_id"] == target["id"]:
-            return ApplyInstallChangeResult(change=_result(req, row, changed=False), after=snapshot(row))
+            return await _reinstall(conn, req, row)
         raise Conflict(
             f"{req.extension} is installed at {row['version']} in tenant {req.tenant_id}; use upgrade",
             details={"installed": row["version"]},
         )
+    decision = _grants.for_install(req, target["manifest"])
     config = validate_config(req.config, target["manifest"]) if req.config is not None else None
-    granted = sorted(str(c) for c in effective_capabilities(target["capabilities"]))
     install_id = await conn.fetchval(
         """INSERT INTO installs (tenant_id, extension_id, version_id, status, granted_capabilities,
-                                 revision, config_version)
-           VALUES ($1, $2, $3, 'active', $4, 1, $5) RETURNING id""",
+                                 granted_egress, revision, config_version)
+           VALUES ($1, $2, $3, 'active', $4, $5, 1, $6) RETURNING id""",
         req.tenant_id,
         ext_id,
         target["id"],
-        granted,
+        list(decision.granted.capabilities),
+        list(decision.granted.egress),
         1 if config is not None else 0,
     )
     if config is not None:
@@ -140,25 +152,72 @@ async def _install(
         workflow_id=req.workflow_id,
     )
     after = await reload(conn, install_id)
-    return ApplyInstallChangeResult(change=_result(req, after, changed=True), after=snapshot(after))
-
-
-async def _previous_version(conn: Conn, row: asyncpg.Record) -> Any:
-    """The version the install moved to its current one from, per install_history."""
-    prev = await conn.fetchval(
-        """SELECT from_version_id FROM install_history
-           WHERE install_id = $1 AND to_version_id = $2 AND from_version_id IS NOT NULL
-             AND from_version_id <> to_version_id
-           ORDER BY revision DESC LIMIT 1""",
-        row["id"],
-        row["version_id"],
+    return ApplyInstallChangeResult(
+        change=_result(req, after, changed=True), after=_with_consent(snapshot(after), req, decision)
     )
-    if prev is None:
+
+
+async def _reinstall(
+    conn: Conn, req: ApplyInstallChangeInput, row: asyncpg.Record
+) -> ApplyInstallChangeResult:
+    """Install at the installed version is declarative: a given config replaces the config (validated),
+    a given deny replaces the grant (requested minus deny); what is omitted stays. (Given secrets
+    replace the secret set in the workflow's next step.) Nothing given, or the same again: a no-op."""
+    sets: dict[str, Any] = {}
+    decision: GrantDecision | None = None
+    if req.config is not None:
+        config = validate_config(req.config, row["manifest"])
+        if config != await _current_config(conn, row):
+            sets["config_version"] = await _new_config_version(conn, req, row, config)
+    if req.deny is not None:
+        decision = _grants.for_install(req, row["manifest"])
+        if decision.granted != _grants.granted_now(row):
+            sets.update(_grants.grant_columns(decision))
+    return await _commit(conn, req, row, sets, row["version_id"], decision)
+
+
+async def _new_config_version(
+    conn: Conn, req: ApplyInstallChangeInput, row: asyncpg.Record, config: dict[str, Any]
+) -> int:
+    version: int = row["config_version"] + 1
+    await conn.execute(
+        "INSERT INTO install_config (install_id, version, config, workflow_id) VALUES ($1, $2, $3, $4)",
+        row["id"],
+        version,
+        config,
+        req.workflow_id,
+    )
+    return version
+
+
+def _with_consent(
+    after: dict[str, Any] | None, req: ApplyInstallChangeInput, decision: GrantDecision | None
+) -> dict[str, Any] | None:
+    if after is None or decision is None:
+        return after
+    return {**after, "consent": _grants.consent_record(req, decision)}
+
+
+async def _rollback_target(conn: Conn, req: ApplyInstallChangeInput, row: asyncpg.Record) -> str:
+    """`req.version` if the install ran it before, else the previous version per install_history
+    (schema.install_rules.rollback_target: versions rolled back from are skipped)."""
+    moves = await _grants.history_moves(conn, row["id"])
+    if req.version:
+        if not ran_before(moves, req.version):
+            raise Conflict(
+                f"{req.extension} has never run {req.version} in tenant {req.tenant_id}; "
+                "rollback goes only to a version the install ran before (use upgrade)",
+                code=ErrorCode.VERSION_NOT_IN_HISTORY,
+                details={"version": req.version},
+            )
+        return req.version
+    previous = rollback_target(moves)
+    if previous is None:
         raise Conflict(
             f"{row['version']} is the only version this install has run; name a version with --to",
             details={"version": row["version"]},
         )
-    return await conn.fetchval("SELECT version FROM versions WHERE id = $1", prev)
+    return previous
 
 
 async def _current_config(conn: Conn, row: asyncpg.Record) -> dict[str, Any] | None:
@@ -178,10 +237,13 @@ async def _modify(
     op = req.operation
     sets: dict[str, Any] = {}
     to_version_id = row["version_id"]
+    decision: GrantDecision | None = None
     if op in (Op.UPGRADE, Op.ROLLBACK):
-        name = req.version or (await _previous_version(conn, row) if op is Op.ROLLBACK else "")
+        name = await _rollback_target(conn, req, row) if op is Op.ROLLBACK else req.version
         target = await find_version(conn, ext_id, req.extension, name)
         if target["id"] != row["version_id"]:
+            # Consent first: the operator learns everything the target adds before fixing anything else.
+            decision = _grants.for_version_change(req, row, target)
             # The config carries over, so it must suit the target version's schema: otherwise the guest
             # would run with a config its own manifest refuses. Fix it first (or disable to stop now).
             current = await _current_config(conn, row)
@@ -194,8 +256,7 @@ async def _modify(
                 )
             to_version_id = target["id"]
             sets["version_id"] = target["id"]
-            caps = effective_capabilities(target["capabilities"])
-            sets["granted_capabilities"] = sorted(str(c) for c in caps)
+            sets.update(_grants.grant_columns(decision))
             if row["status"] == "quarantined":
                 sets["status"] = "active"  # moved off the revoked version
     elif op is Op.ENABLE:
@@ -224,18 +285,27 @@ async def _modify(
         if row["debug_enabled"] != req.debug_enabled:
             sets["debug_enabled"] = req.debug_enabled
     elif op is Op.SET_CONFIG:
-        config = validate_config(req.config if req.config is not None else {}, row["manifest"])
-        version = row["config_version"] + 1
-        await conn.execute(
-            "INSERT INTO install_config (install_id, version, config, workflow_id) VALUES ($1, $2, $3, $4)",
-            row["id"],
-            version,
-            config,
-            req.workflow_id,
-        )
-        sets["config_version"] = version
+        given = req.config if req.config is not None else {}
+        if req.config_merge:
+            # Merged here, under the row lock: two concurrent merges cannot lose each other's keys.
+            given = {**(await _current_config(conn, row) or {}), **given}
+        config = validate_config(given, row["manifest"])
+        sets["config_version"] = await _new_config_version(conn, req, row, config)
     else:
         raise InvalidInput(f"unknown install operation {op!r}")
+    return await _commit(conn, req, row, sets, to_version_id, decision)
+
+
+async def _commit(
+    conn: Conn,
+    req: ApplyInstallChangeInput,
+    row: asyncpg.Record,
+    sets: dict[str, Any],
+    to_version_id: Any,
+    decision: GrantDecision | None,
+) -> ApplyInstallChangeResult:
+    """Write `sets` with revision + 1 and a history row; nothing to set is a no-op."""
+    op = req.operation
     if not sets:
         return ApplyInstallChangeResult(change=_result(req, row, changed=False), after=snapshot(row))
     revision = row["revision"] + 1
@@ -257,5 +327,5 @@ async def _modify(
     return ApplyInstallChangeResult(
         change=_result(req, after, changed=True, previous=row["version"]),
         before=snapshot(row),
-        after=snapshot(after),
+        after=_with_consent(snapshot(after), req, decision),
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from schema.install_rules import GrantSet
 from schema.payloads.secrets import SealedSecrets
 
 
@@ -48,7 +49,10 @@ class InstallRequest:
 
     Fields by operation: install/upgrade: `version` (required); rollback: `version` optional (default:
     the previous version in install_history); install: optional `config` and `secrets`; set_config:
-    `config`; set_secrets: `secrets`; set_limits: `rate_limit_rps` and `rate_limit_burst` (None clears
+    `config` (merged into the current config when `config_merge`, else replacing it); set_secrets:
+    `secrets`; install/upgrade/rollback: `deny` (capabilities and egress hosts not to grant), and for
+    upgrade/rollback `accept` (consent to exactly what the target adds; schema.install_rules);
+    set_limits: `rate_limit_rps` and `rate_limit_burst` (None clears
     to the gateway default); set_debug: `debug_enabled` (required; the operator flag that opens the
     debug stream of an install whose manifest does not grant `cap:debug.logs`).
     """
@@ -63,6 +67,10 @@ class InstallRequest:
     rate_limit_burst: int | None = None
     debug_enabled: bool | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
+    accept: GrantSet | None = None
+    deny: GrantSet | None = None
+    # False (replace) is what requests of older clients and histories meant.
+    config_merge: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +94,9 @@ class InstallChangeResult:
     changed: bool = True
     # Id of the child workflow that ran the change (Temporal UI lists it with Operation set).
     workflow_id: str = ""
+    # What the install's version requests and what the install is granted after the change.
+    requested: GrantSet | None = None
+    granted: GrantSet | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +147,9 @@ class ApplyInstallChangeInput:
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
     debug_enabled: bool | None = None
+    accept: GrantSet | None = None
+    deny: GrantSet | None = None
+    config_merge: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

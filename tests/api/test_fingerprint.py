@@ -6,6 +6,7 @@ import hashlib
 
 from api.operator.fingerprint import fingerprint
 from core.codec import seal_secrets
+from schema.install_rules import GrantSet
 from schema.payloads.install import InstallOperation as Op
 from schema.payloads.install import InstallRequest
 from tests.workflows.helpers import fixed_keyring
@@ -51,3 +52,13 @@ def test_parts_are_set_only_for_what_the_request_carries() -> None:
     assert a == b  # canonical JSON: key order does not matter
     c = fingerprint(_request(Op.SET_CONFIG, config={"a": 1, "b": [2, 1]}), secrets=None, keyring=None)
     assert c["config"] != a["config"]
+
+
+def test_consent_and_config_merge_are_parts_of_the_fingerprint() -> None:
+    plain = fingerprint(_request(Op.UPGRADE, version="2.0.0"), secrets=None, keyring=None)
+    accept = GrantSet.of(["cap:http.fetch"], ["api.example.com"])
+    accepted = fingerprint(_request(Op.UPGRADE, version="2.0.0", accept=accept), secrets=None, keyring=None)
+    assert set(accepted) - set(plain) == {"accept"}  # the same key with another consent is refused
+    merge = fingerprint(_request(Op.SET_CONFIG, config={}, config_merge=True), secrets=None, keyring=None)
+    replace = fingerprint(_request(Op.SET_CONFIG, config={}), secrets=None, keyring=None)
+    assert set(merge) - set(replace) == {"config_merge"}

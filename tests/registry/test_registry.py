@@ -88,7 +88,7 @@ async def test_retried_change_is_applied_once(db_pool: asyncpg.Pool, signer: Sig
 async def test_rollback_goes_to_the_previous_version_and_refuses_revoked(
     db_pool: asyncpg.Pool, signer: Signer
 ) -> None:
-    for v in ("1.0.0", "2.0.0", "3.0.0"):
+    for v in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
         await register(db_pool, signer, manifest("com.acme.x", v))
     await write.apply_install_change(db_pool, change(Op.INSTALL, version="1.0.0"))
     await write.apply_install_change(db_pool, change(Op.UPGRADE, version="3.0.0"))
@@ -97,12 +97,30 @@ async def test_rollback_goes_to_the_previous_version_and_refuses_revoked(
     back = await write.apply_install_change(db_pool, change(Op.ROLLBACK))
     assert (back.change.version, back.change.previous_version) == ("3.0.0", "2.0.0")
 
-    await db_pool.execute("UPDATE versions SET status = 'revoked' WHERE version = '2.0.0'")
+    # Again: further back in history (1.0.0), not forth to the version just rolled back from.
+    await db_pool.execute("UPDATE versions SET status = 'revoked' WHERE version = '1.0.0'")
     with pytest.raises(InvalidInput) as info:
         await write.apply_install_change(db_pool, change(Op.ROLLBACK))
     assert info.value.code is ErrorCode.VERSION_NOT_INSTALLABLE
     with pytest.raises(Conflict):
-        await write.apply_install_change(db_pool, change(Op.INSTALL, version="1.0.0"))  # installed at 3.0.0
+        await write.apply_install_change(db_pool, change(Op.INSTALL, version="2.0.0"))  # installed at 3.0.0
+
+
+async def test_rollback_to_goes_only_to_a_version_the_install_ran(
+    db_pool: asyncpg.Pool, signer: Signer
+) -> None:
+    for v in ("1.0.0", "2.0.0", "3.0.0"):
+        await register(db_pool, signer, manifest("com.acme.x", v))
+    await write.apply_install_change(db_pool, change(Op.INSTALL, version="2.0.0"))
+    await write.apply_install_change(db_pool, change(Op.UPGRADE, version="3.0.0"))
+    for never in ("1.0.0", "9.9.9"):  # published but never run here; not published at all
+        with pytest.raises(Conflict) as info:
+            await write.apply_install_change(db_pool, change(Op.ROLLBACK, version=never))
+        assert info.value.code is ErrorCode.VERSION_NOT_IN_HISTORY
+        assert info.value.details == {"version": never}
+    assert await db_pool.fetchval("SELECT revision FROM installs") == 2  # nothing written
+    back = await write.apply_install_change(db_pool, change(Op.ROLLBACK, version="2.0.0"))
+    assert back.change.version == "2.0.0"
 
 
 async def test_uninstall_removes_config_secrets_and_storage(db_pool: asyncpg.Pool, signer: Signer) -> None:

@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from bundles.blobstore import FilesystemBlobStore
 from registry import read, read_debug
+from schema.install_rules import GrantSet
 from schema.payloads.install import InstallOperation as Op
 from schema.payloads.install import InstallState
 from schema.temporal import INSTALL_STATE_QUERY, install_workflow_id
@@ -30,6 +31,8 @@ from tests.workflows.helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.temporal]
 
+# What every second version of publish_versions adds: the consent an upgrade to it needs.
+GROWTH = GrantSet.of(["cap:http.fetch"], ["api.example.com"])
 CONFIG_SCHEMA = {
     "type": "object",
     "properties": {"greeting": {"type": "string"}},
@@ -38,12 +41,21 @@ CONFIG_SCHEMA = {
 
 
 async def publish_versions(
-    client: Client, task_queue: str, store: FilesystemBlobStore, signer: Signer, tmp: Path, *versions: str
+    client: Client,
+    task_queue: str,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp: Path,
+    *versions: str,
+    same_grants: bool = False,
 ) -> str:
+    """Versions of one extension; every second one asks for cap:http.fetch and an egress host (so
+    moving to it needs consent) unless `same_grants`."""
     name = unique_name()
     for i, v in enumerate(versions):
-        caps = ["cap:log.emit", "cap:http.fetch"] if i % 2 else ["cap:log.emit"]
-        extra: dict[str, Any] = {"egress": ["api.example.com"]} if i % 2 else {}
+        grows = bool(i % 2) and not same_grants
+        caps = ["cap:log.emit", "cap:http.fetch"] if grows else ["cap:log.emit"]
+        extra: dict[str, Any] = {"egress": ["api.example.com"]} if grows else {}
         doc = manifest(name, v, capabilities=caps, config_schema=CONFIG_SCHEMA, **extra)
         await publish_version(client, task_queue, store, signer, tmp, doc)
     return name
@@ -95,8 +107,9 @@ async def test_lifecycle_bumps_revision_records_history_and_invalidates(
         assert got.config == {"greeting": "hi"}
         assert got.endpoints == [("POST", "/items/:id"), ("GET", "/status")]
 
-        r = await installs.apply(name, Op.UPGRADE, version="1.1.0")
+        r = await installs.apply(name, Op.UPGRADE, version="1.1.0", accept=GROWTH)
         assert (r.revision, r.version, r.previous_version) == (2, "1.1.0", "1.0.0")
+        assert r.granted is not None and r.granted.egress == ["api.example.com"]
         got = await read.resolve_install(db_pool, t, name)
         assert got is not None and "cap:http.fetch" in got.granted_capabilities
 
@@ -263,6 +276,38 @@ async def test_same_request_twice_is_one_change(
     assert await db_pool.fetchval("SELECT count(*) FROM installs WHERE tenant_id = $1", installs.tenant) == 1
 
 
+async def test_an_upgrade_that_adds_is_refused_by_the_workflow_and_writes_nothing(
+    client: Client,
+    task_queue: str,
+    worker: None,
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+) -> None:
+    """Without the API's pre-check (a client of Temporal, or a race): the apply activity decides."""
+    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0")
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+    refused = await installs.failure(name, Op.UPGRADE, version="1.1.0")
+    assert refused.type == "consent_required"
+    assert "cap:http.fetch" in refused.message and "api.example.com" in refused.message
+    assert await history(db_pool, installs.tenant, name) == [("install", None, "1.0.0")]
+    rejected = await db_pool.fetchval(
+        "SELECT after FROM audit_events WHERE tenant_id = $1 AND action = 'upgrade_rejected'", installs.tenant
+    )
+    assert rejected is not None and rejected["error"] == "consent_required"
+
+    r = await installs.apply(name, Op.UPGRADE, version="1.1.0", accept=GROWTH)
+    assert r.granted == GrantSet.of(
+        ["cap:context.read", "cap:http.fetch", "cap:log.emit", "cap:user.read"], ["api.example.com"]
+    )
+    after = await db_pool.fetchval(
+        "SELECT after FROM audit_events WHERE tenant_id = $1 AND action = 'upgrade'", installs.tenant
+    )
+    assert after["consent"]["accepted"] == GROWTH.as_json()
+
+
 async def test_refusals_name_their_reason_and_change_nothing(
     client: Client,
     task_queue: str,
@@ -289,7 +334,8 @@ async def test_refusals_name_their_reason_and_change_nothing(
     assert (await installs.failure(name, Op.ROLLBACK)).type == "conflict"  # no previous version
     await db_pool.execute("UPDATE versions SET status = 'revoked' WHERE version = '1.1.0'")
     assert (await installs.failure(name, Op.UPGRADE, version="1.1.0")).type == "version_not_installable"
-    assert (await installs.failure(name, Op.ROLLBACK, version="1.1.0")).type == "version_not_installable"
+    # Never run here (the registry test covers a revoked rollback target).
+    assert (await installs.failure(name, Op.ROLLBACK, version="1.1.0")).type == "version_not_in_history"
     got = await read.resolve_install(db_pool, installs.tenant, name)
     assert got is not None and (got.version, got.revision) == ("1.0.0", 1)
 
@@ -343,7 +389,10 @@ async def test_concurrent_upgrade_and_rollback_serialize(
     tmp_path: Path,
     installs: Installs,
 ) -> None:
-    name = await publish_versions(client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0", "1.2.0")
+    # Same grants: whichever of the two runs first, the other needs no consent.
+    name = await publish_versions(
+        client, task_queue, store, signer, tmp_path, "1.0.0", "1.1.0", "1.2.0", same_grants=True
+    )
     await installs.apply(name, Op.INSTALL, version="1.0.0")
     await installs.apply(name, Op.UPGRADE, version="1.1.0")
 

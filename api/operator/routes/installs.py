@@ -22,6 +22,7 @@ from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
 from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read
+from schema.install_rules import GrantSet
 from schema.payloads.install import InstallOperation
 from schema.temporal import install_workflow_id
 
@@ -32,23 +33,50 @@ Op = InstallOperation
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
 
 
+class GrantBody(BaseModel):
+    """Capabilities (`cap:...`) and egress hosts, as a version's manifest names them."""
+
+    capabilities: list[str] = Field(default=[], max_length=32)
+    egress: list[str] = Field(default=[], max_length=64)
+
+    def grant_set(self) -> GrantSet:
+        return GrantSet.of(self.capabilities, self.egress)
+
+
+def _grant(body: GrantBody | None) -> GrantSet | None:
+    return body.grant_set() if body is not None else None
+
+
 class InstallBody(BaseModel):
+    """Install is declarative: at the installed version a given `config`, `secrets` or `deny` replaces
+    the install's config, secret set or grant; an omitted one leaves it as it is."""
+
     extension: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=100)
     config: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
+    # What not to grant of what the version requests (defaults cannot be denied).
+    deny: GrantBody | None = None
 
 
 class VersionBody(BaseModel):
     version: str = Field(min_length=1, max_length=100)
+    # Consent to exactly what the target version adds beyond the current grant (409 consent_required
+    # names it); `deny` keeps some of it (or of what is granted now) ungranted instead.
+    accept: GrantBody | None = None
+    deny: GrantBody | None = None
 
 
 class RollbackBody(BaseModel):
     version: str | None = None
+    accept: GrantBody | None = None
+    deny: GrantBody | None = None
 
 
 class ConfigBody(BaseModel):
     config: dict[str, Any]
+    # False: merge these keys into the current config; true: the config becomes exactly these keys.
+    replace: StrictBool = False
 
 
 class SecretsBody(BaseModel):
@@ -63,6 +91,15 @@ class LimitsBody(BaseModel):
 class DebugBody(BaseModel):
     # Strict: "false" or 0 must not be coerced into a decision about opening a tenant's debug stream.
     enabled: StrictBool
+
+
+class GrantOut(BaseModel):
+    capabilities: list[str]
+    egress: list[str]
+
+
+def _grant_out(g: GrantSet | None) -> GrantOut | None:
+    return GrantOut(capabilities=g.capabilities, egress=g.egress) if g is not None else None
 
 
 class ChangeOut(BaseModel):
@@ -81,6 +118,9 @@ class ChangeOut(BaseModel):
     workflow_id: str
     ui_url: str
     secret_keys: list[str] | None = None
+    # What the install's version requests and what the install is granted (after the change).
+    requested: GrantOut | None = None
+    granted: GrantOut | None = None
 
 
 class HistoryOut(BaseModel):
@@ -102,6 +142,7 @@ class InstallOut(BaseModel):
     version_status: str
     revision: int
     granted_capabilities: list[str]
+    granted_egress: list[str]
     config: dict[str, Any]
     config_version: int
     secrets_version: int
@@ -125,10 +166,15 @@ async def _change(
     request, result = await changes.submit(principal, client, resources, tenant, extension, key, change)
     workflow_id = result.workflow_id or install_workflow_id(tenant, extension)
     return ChangeOut(
-        **{k: getattr(result, k) for k in ChangeOut.model_fields if hasattr(result, k)},
+        **{k: getattr(result, k) for k in ChangeOut.model_fields if k not in _GRANTS and hasattr(result, k)},
         ui_url=control.ui_url(resources.settings, workflow_id),
         secret_keys=request.secrets.key_names if request.secrets else None,
+        requested=_grant_out(result.requested),
+        granted=_grant_out(result.granted),
     )
+
+
+_GRANTS = frozenset({"requested", "granted"})  # GrantSet in the result, GrantOut in the response
 
 
 @router.post("/tenants/{tenant}/installs", response_model=ChangeOut)
@@ -140,8 +186,14 @@ async def install(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    """Install `extension@version` (a no-op when already at that version)."""
-    change = Change(operation=Op.INSTALL, version=body.version, config=body.config, secrets=body.secrets)
+    """Install `extension@version`; at the installed version, apply what is given (InstallBody)."""
+    change = Change(
+        operation=Op.INSTALL,
+        version=body.version,
+        config=body.config,
+        secrets=body.secrets,
+        deny=_grant(body.deny),
+    )
     return await _change(principal, client, resources, tenant, body.extension, idempotency_key, change)
 
 
@@ -155,7 +207,9 @@ async def upgrade(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    change = Change(operation=Op.UPGRADE, version=body.version)
+    change = Change(
+        operation=Op.UPGRADE, version=body.version, accept=_grant(body.accept), deny=_grant(body.deny)
+    )
     return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
@@ -169,8 +223,13 @@ async def rollback(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    """Back to the previous version, or to `version`."""
-    change = Change(operation=Op.ROLLBACK, version=body.version or "")
+    """Back to the previous version in the install's history, or to `version` (one it ran before)."""
+    change = Change(
+        operation=Op.ROLLBACK,
+        version=body.version or "",
+        accept=_grant(body.accept),
+        deny=_grant(body.deny),
+    )
     return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
@@ -225,8 +284,9 @@ async def set_config(
     resources: ResourcesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
-    """Replace the install's config (validated against the version's config_schema)."""
-    change = Change(operation=Op.SET_CONFIG, config=body.config)
+    """Merge keys into the install's config, or replace it with `replace` (validated against the
+    version's config_schema either way)."""
+    change = Change(operation=Op.SET_CONFIG, config=body.config, config_merge=not body.replace)
     return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
 
