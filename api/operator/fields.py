@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from schema.jsontext import unstorable
+from schema.payloads.tokens import SCOPES
+from schema.tenants import MAX_TENANT_CHARS, TENANT_RE, TENANT_RULE
 
 
 def _storable(text: str) -> str:
@@ -19,3 +21,15 @@ def _storable(text: str) -> str:
 
 
 StorableText = Annotated[str, AfterValidator(_storable)]
+
+
+# Documented in the OpenAPI schema only: the routes check these themselves, with messages that name the
+# rule (`Principal.require_tenant`, the scope check of `POST /v1/tokens`), so validation here would only
+# replace those messages with a regex.
+TenantId = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "pattern": TENANT_RE, "maxLength": MAX_TENANT_CHARS, "description": TENANT_RULE}
+    ),
+]
+Scope = Annotated[str, WithJsonSchema({"type": "string", "enum": list(SCOPES)})]

@@ -127,7 +127,11 @@ async def _stage(request: Request, settings: OperatorSettings, declared: str) ->
 @router.post(
     "/bundles",
     response_model=PublishResponse,
-    responses={202: {"model": OperationAccepted}, 409: {"description": "version_exists"}},
+    responses={
+        202: {"model": OperationAccepted},
+        409: {"description": "version_exists"},
+        413: {"description": "payload_too_large: the bundle exceeds EXT_MAX_BUNDLE_BYTES"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -1,0 +1,150 @@
+"""The operator API's OpenAPI document (`/openapi.json`, `/docs`): FastAPI's, completed so that it says
+what the app answers, for every route, including routes added later, without anything in the route.
+
+FastAPI documents each route's 200 and a 422 `HTTPValidationError`; the app answers a validation error
+with 400 `invalid_request` (api/errors.py) and every error with one body, `ErrorBody`. So `complete`:
+
+* drops the 422 validation responses and their schemas;
+* adds, with `ErrorBody` as content, the errors an operation can answer (a status a route declares
+  itself keeps its description and gets the body):
+
+    every authenticated operation (`/v1/...`)   400 invalid_request (a parameter no layer can hold,
+                                                a body that fails validation), 401 unauthenticated,
+                                                403 forbidden / tenant_mismatch, 503 registry or
+                                                control plane unavailable
+    + a path parameter                          404 not_found
+    + POST / PUT / PATCH / DELETE               409 conflict / version_exists / version_not_installable
+    + an `Idempotency-Key` header               422 idempotency_key_reused (the key sent again with
+                                                another change: the only 422 of the API)
+
+* documents the `x-request-id` header every response carries (api/middleware.py);
+* gives a path parameter named `tenant` the tenant-id rule (schema.tenants), which
+  `Principal.require_tenant` enforces with 400.
+
+tests/api/test_openapi.py checks these properties; tests/api/test_schemathesis.py checks the document
+against the running app.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
+
+from api.errors import ErrorBody
+from schema.tenants import MAX_TENANT_CHARS, TENANT_RE, TENANT_RULE
+
+REF_PREFIX = "#/components/schemas/"
+ERROR_SCHEMA = "ErrorBody"
+_MUTATING = frozenset({"post", "put", "patch", "delete"})
+_METHODS = frozenset({"get", "head", "options", "trace"}) | _MUTATING
+_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "invalid_request (or another input code): a parameter or body the API refuses",
+    401: "unauthenticated: no bearer token, or one that is unknown, revoked or expired",
+    403: "forbidden (a scope the token lacks) or tenant_mismatch (another tenant's resource)",
+    404: "not_found: a named thing does not exist (or is not visible to the caller)",
+    409: "conflict, version_exists or version_not_installable: the change contradicts current state",
+    422: "idempotency_key_reused: the Idempotency-Key was sent before with another change",
+    503: "registry_unavailable or control_plane_unavailable: retry later",
+}
+
+
+def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    if not operation.get("security"):
+        return []
+    statuses = [400, 401, 403, 503]
+    params = operation.get("parameters", [])
+    if "{" in path:
+        statuses.append(404)
+    if method in _MUTATING:
+        statuses.append(409)
+    if any(p["in"] == "header" and p["name"].lower() == IDEMPOTENCY_HEADER for p in params):
+        statuses.append(422)
+    return statuses
+
+
+def _is_validation_response(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref") == REF_PREFIX + "HTTPValidationError")
+
+
+def _error_content() -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF_PREFIX + ERROR_SCHEMA}}}
+
+
+def _request_id_header() -> dict[str, Any]:
+    return {
+        "x-request-id": {
+            "description": "the request id (the caller's sane `x-request-id`, or a new one)",
+            "schema": {"type": "string"},
+        }
+    }
+
+
+def _tenant_parameter(param: dict[str, Any]) -> None:
+    param["description"] = f"tenant id: {TENANT_RULE}"
+    param["schema"] = {
+        **param.get("schema", {}),
+        "type": "string",
+        "pattern": TENANT_RE,
+        "minLength": 1,
+        "maxLength": MAX_TENANT_CHARS,
+    }
+
+
+def _complete_operation(path: str, method: str, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    validation = responses.get("422")
+    if validation is not None and _is_validation_response(validation):
+        del responses["422"]
+    for status in _error_statuses(path, method, operation):
+        response = responses.setdefault(str(status), {"description": ERROR_DESCRIPTIONS[status]})
+        response.setdefault("content", _error_content())
+    for code, response in responses.items():
+        if code.startswith(("4", "5")) and "content" not in response:
+            response["content"] = _error_content()
+        response.setdefault("headers", {}).update(_request_id_header())
+    for param in operation.get("parameters", []):
+        if param["in"] == "path" and param["name"] == "tenant":
+            _tenant_parameter(param)
+
+
+def _error_schemas() -> dict[str, Any]:
+    _, top = models_json_schema([(ErrorBody, "serialization")], ref_template=REF_PREFIX + "{model}")
+    defs: dict[str, Any] = top["$defs"]
+    return defs
+
+
+def complete(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` (FastAPI's document, changed in place) as the app answers; see the module docstring."""
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method in _METHODS:
+                _complete_operation(path, method, operation)
+    schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(_error_schemas())
+    for name in _VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return doc
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve `complete(...)` of FastAPI's document (rebuilt when FastAPI rebuilds its own, i.e. when
+    routes are added)."""
+    base: Callable[[], dict[str, Any]] = app.openapi
+    cache: dict[str, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        doc = base()
+        if cache.get("base") is not doc:
+            cache["base"] = doc
+            cache["done"] = complete(copy.deepcopy(doc))
+        return cache["done"]
+
+    app.openapi = openapi  # type: ignore[method-assign]
