@@ -18,8 +18,10 @@ with 400 `invalid_request` (api/errors.py) and every error with one body, `Error
                                                 another change: the only 422 of the API)
 
 * documents the `x-request-id` header every response carries (api/middleware.py);
-* gives a path parameter named `tenant` the tenant-id rule (schema.tenants), which
-  `Principal.require_tenant` enforces with 400.
+* gives path parameters their rules by name, as every route names them: `tenant` the tenant-id rule
+  (schema.tenants; `Principal.require_tenant` answers 400), `name` the extension-name rule and
+  `version` the semver rule (schema.manifest; install changes answer 400, reads 404); and the
+  `Idempotency-Key` header its rule (api/operator/changes.py answers 400).
 
 tests/api/test_openapi.py checks these properties; tests/api/test_schemathesis.py checks the document
 against the running app.
@@ -35,6 +37,9 @@ from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from api.errors import ErrorBody
+from api.operator.changes import IDEMPOTENCY_KEY_RE
+from api.operator.fields import SEMVER_PATTERN
+from schema.manifest import MAX_NAME_CHARS, MAX_VERSION_CHARS, NAME_RE
 from schema.tenants import MAX_TENANT_CHARS, TENANT_RE, TENANT_RULE
 
 REF_PREFIX = "#/components/schemas/"
@@ -87,14 +92,30 @@ def _request_id_header() -> dict[str, Any]:
     }
 
 
-def _tenant_parameter(param: dict[str, Any]) -> None:
-    param["description"] = f"tenant id: {TENANT_RULE}"
+# Path parameter name -> (description, pattern, max length).
+PATH_RULES: dict[str, tuple[str, str, int]] = {
+    "tenant": (f"tenant id: {TENANT_RULE}", TENANT_RE, MAX_TENANT_CHARS),
+    "name": ("extension name: lowercase reverse-domain, e.g. com.acme.hello", NAME_RE, MAX_NAME_CHARS),
+    "version": ("semantic version, e.g. 1.2.0", SEMVER_PATTERN, MAX_VERSION_CHARS),
+}
+
+
+def _parameter_rule(param: dict[str, Any]) -> None:
+    if param["in"] == "header" and param["name"].lower() == IDEMPOTENCY_HEADER:
+        param["description"] = "repeat a change safely: the same key again returns the first result"
+        param["schema"] = {"type": "string", "pattern": IDEMPOTENCY_KEY_RE}
+        return
+    rule = PATH_RULES.get(param["name"])
+    if param["in"] != "path" or rule is None:
+        return
+    description, pattern, max_length = rule
+    param["description"] = description
     param["schema"] = {
         **param.get("schema", {}),
         "type": "string",
-        "pattern": TENANT_RE,
+        "pattern": pattern,
         "minLength": 1,
-        "maxLength": MAX_TENANT_CHARS,
+        "maxLength": max_length,
     }
 
 
@@ -111,8 +132,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any]) -> No
             response["content"] = _error_content()
         response.setdefault("headers", {}).update(_request_id_header())
     for param in operation.get("parameters", []):
-        if param["in"] == "path" and param["name"] == "tenant":
-            _tenant_parameter(param)
+        _parameter_rule(param)
 
 
 def _error_schemas() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from api.auth import Principal, PrincipalDep
 from api.operator import changes, control
 from api.operator.changes import Change
 from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
+from api.operator.fields import ExtensionName, Version
 from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read
@@ -33,18 +34,18 @@ IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
 
 
 class InstallBody(BaseModel):
-    extension: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=100)
+    extension: ExtensionName = Field(min_length=1, max_length=200)
+    version: Version = Field(min_length=1, max_length=100)
     config: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
 
 
 class VersionBody(BaseModel):
-    version: str = Field(min_length=1, max_length=100)
+    version: Version = Field(min_length=1, max_length=100)
 
 
 class RollbackBody(BaseModel):
-    version: str | None = None
+    version: Version | None = None
 
 
 class ConfigBody(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from api.auth import PrincipalDep, mint_token, token_hash
 from api.operator import control
 from api.operator.deps import SettingsDep, TemporalDep
-from api.operator.fields import Scope, StorableText, TenantId
+from api.operator.fields import DateTimeText, Scope, StorableText, TenantId
 from api.operator.params import CheckParams
 from core.errors import InvalidInput
 from schema.payloads.tokens import CREATE_TOKEN_WORKFLOW, SCOPES, CreateTokenInput, CreateTokenResult
@@ -32,7 +32,7 @@ class TokenBody(BaseModel):
     tenant_id: TenantId | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1)
     name: StorableText = Field(default="", max_length=200)
-    expires_at: datetime | None = None
+    expires_at: DateTimeText | None = None
     expires_in_seconds: int | None = Field(default=None, gt=0)
 
 

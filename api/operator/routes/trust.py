@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from api.auth import Principal, PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep, TemporalDep
-from api.operator.fields import StorableText
+from api.operator.fields import DateTimeText, StorableText
 from api.operator.params import CheckParams
 from core.errors import InvalidInput
 from registry import read
@@ -38,7 +38,7 @@ router = APIRouter(tags=["trust"], dependencies=[CheckParams])
 class AddKeyBody(BaseModel):
     publisher: StorableText = Field(min_length=1, max_length=200)
     public_key_pem: StorableText = Field(min_length=1, max_length=4096)
-    expires_at: datetime | None = None
+    expires_at: DateTimeText | None = None
 
 
 class AddKeyOut(BaseModel):
