@@ -21,7 +21,8 @@ with 400 `invalid_request` (api/errors.py) and every error with one body, `Error
 * gives path parameters their rules by name, as every route names them: `tenant` the tenant-id rule
   (schema.tenants; `Principal.require_tenant` answers 400), `name` the extension-name rule and
   `version` the semver rule (schema.manifest; install changes answer 400, reads 404); and the
-  `Idempotency-Key` header its rule (api/operator/changes.py answers 400).
+  `Idempotency-Key` header its rule (api/operator/changes.py answers 400); `key_id` the trust-key id
+  shape (a revoke of any other id is 404).
 
 tests/api/test_openapi.py checks these properties; tests/api/test_schemathesis.py checks the document
 against the running app.
@@ -39,6 +40,7 @@ from pydantic.json_schema import models_json_schema
 from api.errors import ErrorBody
 from api.operator.changes import IDEMPOTENCY_KEY_RE
 from api.operator.fields import SEMVER_PATTERN
+from api.operator.routes.trust import KEY_ID_RE
 from schema.manifest import MAX_NAME_CHARS, MAX_VERSION_CHARS, NAME_RE
 from schema.tenants import MAX_TENANT_CHARS, TENANT_RE, TENANT_RULE
 
@@ -97,6 +99,7 @@ PATH_RULES: dict[str, tuple[str, str, int]] = {
     "tenant": (f"tenant id: {TENANT_RULE}", TENANT_RE, MAX_TENANT_CHARS),
     "name": ("extension name: lowercase reverse-domain, e.g. com.acme.hello", NAME_RE, MAX_NAME_CHARS),
     "version": ("semantic version, e.g. 1.2.0", SEMVER_PATTERN, MAX_VERSION_CHARS),
+    "key_id": ("trust key id: ed25519:<32 lowercase hex>", KEY_ID_RE, 40),
 }
 
 

@@ -17,7 +17,7 @@ from api.operator.openapi import ERROR_SCHEMA, REF_PREFIX
 from schema.errors import ErrorCode
 from schema.payloads.tokens import SCOPES
 from schema.tenants import TENANT_RE, valid_tenant
-from tests.api.conftest import make_settings
+from tests.api.conftest import ADMIN, make_settings
 
 ERROR_REF = {"$ref": REF_PREFIX + ERROR_SCHEMA}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -133,3 +133,31 @@ async def test_405_allow_lists_every_method_of_the_path(doc: dict[str, Any]) -> 
         assert resp.headers["allow"] == "DELETE, GET"
         resp = await api.delete("/v1/trust/keys")
         assert resp.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("url", "method", "body"),
+    [
+        # A number is not the documented RFC 3339 text (lax pydantic read it as a Unix time).
+        ("/v1/tokens", "POST", {"scopes": ["ext:read"], "expires_at": 5}),
+        ("/v1/trust/keys", "POST", {"publisher": "acme", "public_key_pem": "x", "expires_at": 5}),
+        # Past datetime's range: the expiry computation raised OverflowError, a 500.
+        ("/v1/tokens", "POST", {"scopes": ["ext:read"], "expires_in_seconds": 10**15}),
+        # Past Postgres `integer`: the install's registry write would fail on every retry.
+        ("/v1/tenants/acme/installs/com.acme.x/limits", "PUT", {"burst": 2**31}),
+    ],
+)
+async def test_bodies_outside_the_documented_schema_are_400(
+    api: httpx.AsyncClient, url: str, method: str, body: dict[str, Any]
+) -> None:
+    resp = await api.request(method, url, json=body, headers=ADMIN)
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request"), resp.text
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("key_id", ["a" * 1000, "é" * 600, "ed25519:00"])
+async def test_revoking_a_key_id_no_key_can_have_is_404(api: httpx.AsyncClient, key_id: str) -> None:
+    # A 1000-character id made a workflow id past Temporal's limit: a 500.
+    resp = await api.post(f"/v1/trust/keys/{key_id}/revoke", headers=ADMIN)
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), resp.text

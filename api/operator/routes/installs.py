@@ -58,7 +58,7 @@ class SecretsBody(BaseModel):
 
 class LimitsBody(BaseModel):
     rps: float | None = Field(default=None, gt=0)
-    burst: int | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, gt=0, le=2**31 - 1)  # a Postgres `integer`
 
 
 class DebugBody(BaseModel):

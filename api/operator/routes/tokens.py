@@ -27,13 +27,16 @@ from schema.temporal import token_workflow_id
 
 router = APIRouter(tags=["tokens"], dependencies=[CheckParams])
 
+# A century: far past any sensible token life, well inside datetime's range (beyond it, 500).
+MAX_EXPIRES_IN_SECONDS = 100 * 366 * 86_400
+
 
 class TokenBody(BaseModel):
     tenant_id: TenantId | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1)
     name: StorableText = Field(default="", max_length=200)
     expires_at: DateTimeText | None = None
-    expires_in_seconds: int | None = Field(default=None, gt=0)
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=MAX_EXPIRES_IN_SECONDS)
 
 
 class TokenOut(BaseModel):
