@@ -7,7 +7,8 @@ content types, response schemas and headers, negative data rejected, positive da
 headers, unsupported methods and their `Allow`, ignored auth, ...) on a few examples per operation, with
 a fixed seed and no example database, so a run is the same every time.
 
-Exclusions, each with its reason, are in `OPERATIONS` below; everything else must pass as it is.
+Exclusions, each with its reason, are `OPERATIONS` and the text generation settings in `CONFIG` below;
+everything else must pass as it is.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tests.api.conftest import ADMIN_TOKEN, control_workers, keyring, make_setti
 
 pytestmark = [pytest.mark.integration, pytest.mark.temporal]
 
-MAX_EXAMPLES = 4
+MAX_EXAMPLES = 12
 SEED = 20261202
 
 # Positive data the schema cannot tell from bad: the API checks it semantically and answers 400.
@@ -174,7 +175,16 @@ CONFIG = schemathesis.Config.from_dict(
     {
         "seed": SEED,
         "auth": {"openapi": {"HTTPBearer": {"bearer": ADMIN_TOKEN}}},
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        "generation": {
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "database": "none",
+            # Text Postgres cannot store, a NUL or a lone surrogate, is refused with 400 in every field
+            # by design (docs/operator.md, tests/api/test_input_text.py and test_params.py test it);
+            # JSON Schema has no way to say so for every string, so positive data leaves it out.
+            "allow-x00": False,
+            "codec": "utf-8",
+        },
         "checks": {"enabled": True},
         "request-timeout": 60,
         "operations": OPERATIONS,
