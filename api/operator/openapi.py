@@ -24,7 +24,7 @@ with 400 `invalid_request` (api/errors.py) and every error with one body, `Error
   `Idempotency-Key` header its rule (api/operator/changes.py answers 400); `key_id` the trust-key id
   shape (a revoke of any other id is 404).
 
-tests/api/test_openapi.py checks these properties; tests/api/test_schemathesis.py checks the document
+tests/api/test_openapi.py checks these properties; tests/api/contract/test_schemathesis.py checks the document
 against the running app.
 """
 

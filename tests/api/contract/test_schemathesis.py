@@ -46,7 +46,8 @@ SEED = 20261202
 _SEMANTIC_400 = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 OPERATIONS: list[dict[str, Any]] = [
     {
-        # The body must hash to the declared content hash and carry a signature document that verifies:
+        # The content hash is needed in x-content-hash or ?content_hash= (one of two, which OpenAPI
+        # parameters cannot say), the body must hash to it and the signature document must verify:
         # no schema can say which bytes those are.
         "include-path": "/v1/bundles",
         "checks": {"positive_data_acceptance": {"expected-statuses": _SEMANTIC_400}},
