@@ -161,3 +161,15 @@ async def test_revoking_a_key_id_no_key_can_have_is_404(api: httpx.AsyncClient, 
     # A 1000-character id made a workflow id past Temporal's limit: a 500.
     resp = await api.post(f"/v1/trust/keys/{key_id}/revoke", headers=ADMIN)
     assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), resp.text
+
+
+@pytest.mark.integration
+async def test_a_version_as_long_as_a_manifest_allows_is_not_refused_as_too_long(
+    api: httpx.AsyncClient,
+) -> None:
+    # The document allows the manifest's 128 characters; the body model used to stop at 100.
+    version = "1.0.0-" + "a" * 122
+    resp = await api.post(
+        "/v1/tenants/acme/installs", json={"extension": "com.acme.x", "version": version}, headers=ADMIN
+    )
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found"), resp.text

@@ -23,6 +23,7 @@ from api.operator.fields import ExtensionName, Version
 from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read
+from schema.manifest import MAX_VERSION_CHARS
 from schema.payloads.install import InstallOperation
 from schema.temporal import install_workflow_id
 
@@ -35,13 +36,13 @@ IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
 
 class InstallBody(BaseModel):
     extension: ExtensionName = Field(min_length=1, max_length=200)
-    version: Version = Field(min_length=1, max_length=100)
+    version: Version = Field(min_length=1, max_length=MAX_VERSION_CHARS)
     config: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
 
 
 class VersionBody(BaseModel):
-    version: Version = Field(min_length=1, max_length=100)
+    version: Version = Field(min_length=1, max_length=MAX_VERSION_CHARS)
 
 
 class RollbackBody(BaseModel):
