@@ -6,7 +6,8 @@
                                             the status of that code (CODE_STATUS), 500 if unknown
     Temporal RPC unreachable / timeout   -> 503 control_plane_unavailable (`map_temporal_errors`)
     RequestValidationError (FastAPI)     -> 400 invalid_request
-    HTTPException (routing: 404, 405)    -> its status, code not_found / invalid_request
+    HTTPException (routing: 404, 405)    -> its status, code not_found / invalid_request; a 405's
+                                            `Allow` lists every method routed for the path
 
 Temporal exceptions are translated once, at the seam (`map_temporal_errors`), so routes never catch
 temporalio types.
@@ -22,7 +23,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.client import (
     RPCTimeoutOrCancelledError,
     WorkflowFailureError,
@@ -132,6 +135,15 @@ async def map_temporal_errors(*, workflow_id: str = "") -> AsyncIterator[None]:
         raise
 
 
+class ErrorBody(BaseModel):
+    """The JSON body of every error response (`_body`), as the OpenAPI documents describe it."""
+
+    error: ErrorCode = Field(description="stable error code (schema.errors.ErrorCode)")
+    message: str
+    request_id: str
+    details: dict[str, Any] | None = Field(default=None, description="present when there is context")
+
+
 def _body(request: Request, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "error": code,
@@ -163,8 +175,35 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# What a 405's `Allow` may list; Starlette's HEAD for GET routes comes with them.
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the app routes for the request's path. Starlette answers 405 from the first route
+    whose path matched, and FastAPI makes one route per method, so its `Allow` named only that route's
+    method (`DELETE` for a path that also takes `GET`). Each method is probed against the app's
+    routes with a scope of its own (the request's scope is left as it is)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "method": method,
+            "headers": [],
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request) or (headers or {}).get("Allow", "")}
     code = ErrorCode.NOT_FOUND.value if exc.status_code == 404 else ErrorCode.INVALID_REQUEST.value
     if exc.status_code == 401:
         code = ErrorCode.UNAUTHENTICATED.value
@@ -172,9 +211,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         code = ErrorCode.FORBIDDEN.value
     elif exc.status_code >= 500:
         code = ErrorCode.INTERNAL.value
-    return JSONResponse(
-        _body(request, code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(_body(request, code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

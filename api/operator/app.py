@@ -11,6 +11,7 @@ from api.auth import TokenAuthenticator
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
 from api.operator.deps import Resources
+from api.operator.openapi import install_openapi
 from api.operator.routes import (
     audit,
     bundles,
@@ -70,4 +71,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     for module in V1_ROUTERS:
         app.include_router(module.router, prefix="/v1")
+    install_openapi(app)
     return app

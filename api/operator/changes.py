@@ -28,7 +28,8 @@ from schema.jsontext import unstorable
 from schema.payloads.install import InstallChangeResult, InstallOperation, InstallRequest
 from schema.payloads.secrets import SealedSecrets
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+IDEMPOTENCY_KEY_RE = r"^[A-Za-z0-9._:-]{1,128}$"
+_KEY_RE = re.compile(IDEMPOTENCY_KEY_RE)
 
 
 @dataclass(frozen=True, kw_only=True)

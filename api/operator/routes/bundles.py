@@ -134,6 +134,7 @@ async def _stage(request: Request, settings: OperatorSettings, declared: str) ->
         202: {"model": OperationAccepted},
         403: {"description": "forbidden, namespace_owned, namespace_unregistered"},
         409: {"description": "version_exists"},
+        413: {"description": "payload_too_large: the bundle exceeds EXT_MAX_BUNDLE_BYTES"},
     },
     openapi_extra={
         "requestBody": {

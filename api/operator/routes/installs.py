@@ -19,10 +19,12 @@ from api.auth import Principal, PrincipalDep
 from api.operator import changes, control
 from api.operator.changes import Change
 from api.operator.deps import PoolDep, Resources, ResourcesDep, TemporalDep
+from api.operator.fields import ExtensionName, Version
 from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read
 from schema.install_rules import GrantSet
+from schema.manifest import MAX_VERSION_CHARS
 from schema.payloads.install import InstallOperation
 from schema.temporal import install_workflow_id
 
@@ -51,8 +53,8 @@ class InstallBody(BaseModel):
     """Install is declarative: at the installed version a given `config`, `secrets` or `deny` replaces
     the install's config, secret set or grant; an omitted one leaves it as it is."""
 
-    extension: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=100)
+    extension: ExtensionName = Field(min_length=1, max_length=200)
+    version: Version = Field(min_length=1, max_length=MAX_VERSION_CHARS)
     config: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
     # What not to grant of what the version requests (defaults cannot be denied).
@@ -60,7 +62,7 @@ class InstallBody(BaseModel):
 
 
 class VersionBody(BaseModel):
-    version: str = Field(min_length=1, max_length=100)
+    version: Version = Field(min_length=1, max_length=MAX_VERSION_CHARS)
     # Consent to exactly what the target version adds beyond the current grant (409 consent_required
     # names it); `deny` keeps some of it (or of what is granted now) ungranted instead.
     accept: GrantBody | None = None
@@ -68,7 +70,7 @@ class VersionBody(BaseModel):
 
 
 class RollbackBody(BaseModel):
-    version: str | None = None
+    version: Version | None = None
     accept: GrantBody | None = None
     deny: GrantBody | None = None
 
@@ -85,7 +87,7 @@ class SecretsBody(BaseModel):
 
 class LimitsBody(BaseModel):
     rps: float | None = Field(default=None, gt=0)
-    burst: int | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, gt=0, le=2**31 - 1)  # a Postgres `integer`
 
 
 class DebugBody(BaseModel):

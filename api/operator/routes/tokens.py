@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from api.auth import PrincipalDep, TokenAuthenticator, mint_token, token_hash
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep, TemporalDep
-from api.operator.fields import StorableText
+from api.operator.fields import DateTimeText, Scope, StorableText, TenantId
 from api.operator.params import CheckParams
 from core.errors import Conflict, InvalidInput, NotFound
 from registry.read_operator import MAX_TOKENS, TokenRecord, list_tokens, token_by_id, token_by_identity
@@ -56,22 +56,25 @@ from schema.temporal import token_revoke_workflow_id, token_workflow_id
 
 router = APIRouter(tags=["tokens"], dependencies=[CheckParams])
 
+# A century: far past any sensible token life, well inside datetime's range (beyond it, 500).
+MAX_EXPIRES_IN_SECONDS = 100 * 366 * 86_400
+
 
 class TokenBody(BaseModel):
-    tenant_id: str | None = Field(default=None, min_length=1, max_length=200)
-    scopes: list[str] = Field(min_length=1)
+    tenant_id: TenantId | None = Field(default=None, min_length=1, max_length=200)
+    scopes: list[Scope] = Field(min_length=1)
     name: StorableText = Field(
         default="", max_length=63, description=f"{NAME_RULE}; default token-<12 hex of the id>"
     )
-    expires_at: datetime | None = None
-    expires_in_seconds: int | None = Field(default=None, gt=0)
+    expires_at: DateTimeText | None = None
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=MAX_EXPIRES_IN_SECONDS)
 
 
 class TokenOut(BaseModel):
     token: str = Field(description="the bearer token; shown only in this response")
     token_id: str
     tenant_id: str | None
-    scopes: list[str]
+    scopes: list[Scope]
     name: str
     identity: str = Field(description="the Actor of changes made with this token")
     expires_at: datetime | None

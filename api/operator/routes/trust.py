@@ -7,6 +7,7 @@ Trust is global (it decides what every tenant may install), so it needs a global
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -18,9 +19,9 @@ from pydantic import BaseModel, Field
 from api.auth import Principal, PrincipalDep
 from api.operator import control
 from api.operator.deps import PoolDep, SettingsDep, TemporalDep
-from api.operator.fields import StorableText
+from api.operator.fields import DateTimeText, StorableText
 from api.operator.params import CheckParams
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from registry import read
 from schema.payloads.common import VersionRef
 from schema.payloads.trust import (
@@ -34,11 +35,15 @@ from schema.temporal import WorkflowType, revoke_key_workflow_id, trust_key_work
 
 router = APIRouter(tags=["trust"], dependencies=[CheckParams])
 
+# What `ed25519_key_id` (and bundles.signing.key_id) make: the only ids a trust key can have.
+KEY_ID_RE = r"^ed25519:[0-9a-f]{32}$"
+_KEY_ID = re.compile(KEY_ID_RE)
+
 
 class AddKeyBody(BaseModel):
     publisher: StorableText = Field(min_length=1, max_length=200)
     public_key_pem: StorableText = Field(min_length=1, max_length=4096)
-    expires_at: datetime | None = None
+    expires_at: DateTimeText | None = None
 
 
 class AddKeyOut(BaseModel):
@@ -146,6 +151,9 @@ async def revoke_key(
 ) -> RevokeOut:
     """Revoke a key: the versions it signed are revoked and installs on them quarantined."""
     _require_trust(principal)
+    if not _KEY_ID.fullmatch(key_id):
+        # No key has such an id, and its workflow id may be past Temporal's length limit (was a 500).
+        raise NotFound("no trust key has that id (key ids look like ed25519:<32 lowercase hex>)")
     workflow_id = revoke_key_workflow_id(key_id)
     started = await control.start(
         client,
