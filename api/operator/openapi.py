@@ -100,6 +100,14 @@ PATH_RULES: dict[str, tuple[str, str, int]] = {
     "name": ("extension name: lowercase reverse-domain, e.g. com.acme.hello", NAME_RE, MAX_NAME_CHARS),
     "version": ("semantic version, e.g. 1.2.0", SEMVER_PATTERN, MAX_VERSION_CHARS),
     "key_id": ("trust key id: ed25519:<32 lowercase hex>", KEY_ID_RE, 40),
+    "prefix": ("namespace: spelled like an extension name, e.g. com.acme", NAME_RE, MAX_NAME_CHARS),
+}
+# Query parameter name -> its schema, where the API checks the value (400 invalid_request otherwise):
+# `tenant` in api.operator.params for every route, `since` and `action` in the audit route.
+QUERY_RULES: dict[str, dict[str, Any]] = {
+    "tenant": {"type": "string", "pattern": TENANT_RE, "minLength": 1, "maxLength": MAX_TENANT_CHARS},
+    "since": {"type": "string", "format": "date-time"},
+    "action": {"type": "string", "pattern": r"^[a-z0-9_.-]{1,100}\*?$"},
 }
 
 
@@ -107,6 +115,10 @@ def _parameter_rule(param: dict[str, Any]) -> None:
     if param["in"] == "header" and param["name"].lower() == IDEMPOTENCY_HEADER:
         param["description"] = "repeat a change safely: the same key again returns the first result"
         param["schema"] = {"type": "string", "pattern": IDEMPOTENCY_KEY_RE}
+        return
+    if param["in"] == "query" and param["name"] in QUERY_RULES:
+        param["schema"] = {**param.get("schema", {}), **QUERY_RULES[param["name"]]}
+        param["schema"].pop("anyOf", None)
         return
     rule = PATH_RULES.get(param["name"])
     if param["in"] != "path" or rule is None:

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from core.errors import InvalidInput
 from schema.jsontext import unstorable
+from schema.tenants import TENANT_RULE, valid_tenant
 
 # Longer than any legitimate value (the longest are operation ids `install/<tenant>/<name>/change/<key>`,
 # under 500 characters) and short enough for a workflow id or a log line.
@@ -84,6 +85,9 @@ def _check_query(request: Request) -> None:
         if problem is not None:
             details = {"parameter": name} if label != "a query parameter" else None
             raise InvalidInput(f"{label} {problem}", details=details)
+        # A tenant filter no tenant can match is a mistake, not an empty answer (the spec's pattern).
+        if name == "tenant" and value is not None and not valid_tenant(value):
+            raise InvalidInput(f"query parameter 'tenant' must be {TENANT_RULE}", details={"parameter": name})
 
 
 async def check_params(request: Request) -> None:

@@ -143,3 +143,15 @@ async def test_a_bad_name_or_a_parameter_no_route_declares(api: httpx.AsyncClien
     resp = await api.get("/v1/audit?a%20b=%00", headers=ADMIN)
     assert resp.status_code == 400 and resp.json()["message"].startswith("a query parameter contains a NUL")
     assert "details" not in resp.json()
+
+
+async def test_a_tenant_filter_no_tenant_can_have_is_400_on_every_route(api: httpx.AsyncClient) -> None:
+    """The spec gives query `tenant` the tenant pattern, so the API answers like it (not `200 []`)."""
+    routes = sorted({c.path for c in CASES if c.where == "query" and c.param == "tenant"})
+    assert "/v1/installs" in routes and "/v1/tokens" in routes
+    for path in routes:
+        for bad in ["", "-acme", "a%20b", "a" * 129]:
+            resp = await api.get(f"{path}?tenant={bad}", headers=ADMIN)
+            out = resp.json()
+            assert resp.status_code == 400 and out["details"] == {"parameter": "tenant"}, (path, bad, out)
+        assert (await api.get(f"{path}?tenant=acme", headers=ADMIN)).status_code == 200, path
