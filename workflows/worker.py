@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -116,6 +118,25 @@ def control_activities(
     ]
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Hold the cyclic garbage collector while a Worker validates its workflows in the sandbox.
+
+    Validation imports every workflow module afresh in a sandbox. On CPython 3.11, a collection that
+    runs a finalizer which imports something inside importlib's module-lock bookkeeping corrupts it
+    and the outer import fails with `KeyError: <thread id>` (CPython gh-91351, fixed in 3.12). Seen
+    once in CI as "Failed validating workflow AddTrustKey", which stops the worker at startup. The
+    window is a few milliseconds, once per process, so pausing collection costs nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_workers(
     client: Client,
     *,
@@ -133,18 +154,23 @@ def build_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     if "control" in queues:
-        workers.append(
-            Worker(
-                client,
-                task_queue=control_task_queue,
-                workflows=WORKFLOWS,
-                activities=control_activities(
-                    pool=pool, store=store, redis=redis, keyring=keyring, namespace_policy=namespace_policy
-                ),
-                max_concurrent_activities=max_concurrent_activities,
-                interceptors=[LogContextInterceptor()],
+        with _no_cyclic_gc():
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=control_task_queue,
+                    workflows=WORKFLOWS,
+                    activities=control_activities(
+                        pool=pool,
+                        store=store,
+                        redis=redis,
+                        keyring=keyring,
+                        namespace_policy=namespace_policy,
+                    ),
+                    max_concurrent_activities=max_concurrent_activities,
+                    interceptors=[LogContextInterceptor()],
+                )
             )
-        )
     if "compile" in queues:
         compile_acts = CompileActivities(store, compile_executor)
         workers.append(
