@@ -6,6 +6,12 @@ are replayed by `test_committed_history_replays`, so a change of workflow logic 
 `workflow.patched` fails here before it breaks running workflows. Histories recorded before a patch
 (PRE_PATCH) are never rewritten: they keep the old branch covered; the patched branch gets a label of
 its own.
+
+Nothing can be left out: every workflow type registered in the worker and every install operation
+(`install_change_<operation>`) needs a committed history, and tests/workflows/histories/SOURCES.json
+records the digest of the workflow code the histories were captured from (history_guard.py), so a
+change of workflow code fails `test_histories_were_captured_from_the_current_workflow_code` until
+they are captured again (capture mode rewrites SOURCES.json).
 """
 
 from __future__ import annotations
@@ -62,6 +68,16 @@ from tests.workflows.helpers import (
     stage,
     unique_name,
 )
+from tests.workflows.history_guard import (
+    CAPTURE_HINT,
+    committed_histories,
+    history_labels_by_type,
+    patch_ids,
+    stale_sources,
+    workflow_type_name,
+    write_sources,
+)
+from workflows.install_change import InstallChangeWorkflow
 from workflows.worker import WORKFLOWS
 
 EXPECTED = {
@@ -86,6 +102,12 @@ EXPECTED = {
     "remove_namespace",
     "create_token",
     "revoke_token",
+    # Issue 13: one history per install operation (install_change_<operation>).
+    "install_change_disable",
+    "install_change_enable",
+    "install_change_set_limits",
+    "install_change_set_config",
+    "install_change_set_debug",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -149,11 +171,25 @@ async def test_live_histories_replay(
         name, Op.SET_SECRETS, secrets=seal_secrets(keyring, {"K": "v"}), request_id="r-secrets"
     )
     await installs.apply(name, Op.ROLLBACK, request_id="r-rollback")
+    # Every other operation once, before the revocation below quarantines the install.
+    await installs.apply(name, Op.DISABLE, request_id="r-disable")
+    await installs.apply(name, Op.ENABLE, request_id="r-enable")
+    await installs.apply(name, Op.SET_LIMITS, rate_limit_rps=5.0, rate_limit_burst=10, request_id="r-limits")
+    await installs.apply(name, Op.SET_CONFIG, config={"greeting": "yo"}, request_id="r-config")
+    await installs.apply(name, Op.SET_DEBUG, debug_enabled=True, request_id="r-debug")
     t = installs.tenant
     ids["install"] = install_workflow_id(t, name)
     ids["install_change_install"] = install_change_workflow_id(t, name, "r-install")
     ids["install_change_set_secrets"] = install_change_workflow_id(t, name, "r-secrets")
     ids["install_change_rollback"] = install_change_workflow_id(t, name, "r-rollback")
+    for op, request_id in [
+        (Op.DISABLE, "r-disable"),
+        (Op.ENABLE, "r-enable"),
+        (Op.SET_LIMITS, "r-limits"),
+        (Op.SET_CONFIG, "r-config"),
+        (Op.SET_DEBUG, "r-debug"),
+    ]:
+        ids[f"install_change_{op.value}"] = install_change_workflow_id(t, name, request_id)
     rotate_id = f"rotate-master-key/test-{uuid.uuid4().hex[:8]}"
     await client.execute_workflow(
         WorkflowType.ROTATE_MASTER_KEY,
@@ -229,15 +265,50 @@ async def test_live_histories_replay(
         result = await replayer().replay_workflow(history)
         assert result.replay_failure is None, label
         if capture and label not in PRE_PATCH:
+            path = HISTORIES / f"{label}.json"
+            fresh = history.to_json()
+            if path.exists():
+                # Overwriting a history that lacks a patch the code now takes loses its old branch.
+                lost = patch_ids(fresh) - patch_ids(path.read_text())
+                assert not lost, (
+                    f"{label}: the committed history predates {sorted(lost)}; list it in PRE_PATCH and "
+                    "record the patched branch under a new label"
+                )
             HISTORIES.mkdir(parents=True, exist_ok=True)
-            (HISTORIES / f"{label}.json").write_text(history.to_json())
+            path.write_text(fresh)
+    if capture:
+        write_sources(WORKFLOWS)
 
 
 def test_every_workflow_has_a_committed_history() -> None:
-    assert {p.stem for p in HISTORIES.glob("*.json")} >= EXPECTED
+    assert {p.stem for p in committed_histories()} >= EXPECTED
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+def test_every_registered_workflow_type_has_a_committed_history() -> None:
+    recorded = history_labels_by_type()
+    missing = sorted(workflow_type_name(cls) for cls in WORKFLOWS if workflow_type_name(cls) not in recorded)
+    assert not missing, (
+        f"workflow types registered in workflows/worker.py without a committed history: {missing}; "
+        f"run each in test_live_histories_replay (a label in EXPECTED) and {CAPTURE_HINT}"
+    )
+
+
+def test_every_install_operation_has_a_committed_history() -> None:
+    # The operation is in the (encrypted) input, so the label says which one a history records.
+    recorded = set(history_labels_by_type().get(workflow_type_name(InstallChangeWorkflow), []))
+    missing = sorted({f"install_change_{op.value}" for op in Op} - recorded)
+    assert not missing, (
+        f"install operations without a committed InstallChange history: {missing}; apply each in "
+        f"test_live_histories_replay under that label and {CAPTURE_HINT}"
+    )
+
+
+def test_histories_were_captured_from_the_current_workflow_code() -> None:
+    problems = stale_sources(WORKFLOWS)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", committed_histories(), ids=lambda p: p.stem)
 async def test_committed_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer().replay_workflow(history)
