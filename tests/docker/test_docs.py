@@ -53,6 +53,7 @@ def test_splice_needs_the_markers() -> None:
         "docs/operator.md",
         "docs/runner.md",
         "docs/security.md",
+        "docs/performance.md",
     ],
 )
 def test_relative_links_resolve(doc: str) -> None:
@@ -65,7 +66,13 @@ def test_relative_links_resolve(doc: str) -> None:
 
 def test_readme_lists_the_new_docs() -> None:
     readme = (ROOT / "README.md").read_text()
-    for doc in ("docs/deploy.md", "docs/manifest.md", "docs/author-guide.md", "docs/security.md"):
+    for doc in (
+        "docs/deploy.md",
+        "docs/manifest.md",
+        "docs/author-guide.md",
+        "docs/security.md",
+        "docs/performance.md",
+    ):
         assert f"]({doc})" in readme, doc
 
 
