@@ -52,7 +52,8 @@ from bench.report import Row
 from cli.devstack.stack import Stack
 from core.migrations import ensure_database, migrate
 from tests.gateway.conftest import free_port, wait_http
-from tests.runner.runner_helpers import artifact_digests, manifest, precompiled_record, publish, python_guest
+from tests.runner.runner_helpers import artifact_digests, manifest, precompiled_record, publish
+from tests.runner.runner_helpers import python_guest as build_python_guest
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = "bench-runner-auth-0123456789abcdef"
@@ -172,6 +173,27 @@ def services(work: Path) -> Iterator[tuple[str, str]]:
         yield info.env["EXT_DATABASE_URL"], info.env["EXT_REDIS_URL"]
     finally:
         stack.down()
+
+
+def seed_registry(
+    work: Path, server_url: str, *, database: str, python_guest: bool
+) -> tuple[str, Path, dict[str, str], str]:
+    """A fresh, migrated database with the C echo (and the Python hello) published into `work/data`
+    and installed for one tenant: (database url, data dir, extension -> content hash, token)."""
+    db_url = server_url.rsplit("/", 1)[0] + f"/{database}"
+    asyncio.run(ensure_database(db_url))
+    asyncio.run(migrate(db_url))
+    data_dir = work / "data"
+    guests = {"com.bench.echo-c": (ROOT / "tests" / "runner" / "fixtures" / "echo.wasm").read_bytes()}
+    artifacts: dict[str, bytes | None] = {"com.bench.echo-c": None}
+    if python_guest:
+        wasm, cwasm = build_python_guest(ROOT / "examples" / "hello")
+        guests["com.bench.hello-py"], artifacts["com.bench.hello-py"] = wasm, cwasm
+    hashes = {
+        name: publish(data_dir, wasm, manifest(name=name), work, artifact=artifacts[name])
+        for name, wasm in guests.items()
+    }
+    return db_url, data_dir, hashes, asyncio.run(seed(db_url, hashes))
 
 
 async def seed(db_url: str, installs: dict[str, str]) -> str:
@@ -353,20 +375,9 @@ def _run(
     """Measure; returns the summary rows and the detailed report lines."""
     out: list[str] = []
     summary: list[Row] = []
-    db_url = server_url.rsplit("/", 1)[0] + f"/extplane_bench_{os.getpid()}"
-    asyncio.run(ensure_database(db_url))
-    asyncio.run(migrate(db_url))
-    data_dir = work / "data"
-    guests = {"com.bench.echo-c": (ROOT / "tests" / "runner" / "fixtures" / "echo.wasm").read_bytes()}
-    artifacts: dict[str, bytes | None] = {"com.bench.echo-c": None}
-    if not args.skip_python_guest:
-        wasm, cwasm = python_guest(ROOT / "examples" / "hello")
-        guests["com.bench.hello-py"], artifacts["com.bench.hello-py"] = wasm, cwasm
-    hashes = {
-        name: publish(data_dir, wasm, manifest(name=name), work, artifact=artifacts[name])
-        for name, wasm in guests.items()
-    }
-    token = asyncio.run(seed(db_url, hashes))
+    db_url, data_dir, hashes, token = seed_registry(
+        work, server_url, database=f"extplane_bench_{os.getpid()}", python_guest=not args.skip_python_guest
+    )
     base_env = {**os.environ, "EXT_ENV": "test", "EXT_LOG_LEVEL": "warning", "EXT_RUNNER_AUTH": AUTH}
     gw_port, hello_port = free_port(), free_port()
     runner_ports = [free_port() for _ in range(args.runners)]

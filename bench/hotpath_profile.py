@@ -34,10 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.anatomy import CATEGORIES, read, table
-from bench.gateway import AUTH, HELLO_APP, ROOT, Result, Target, _drop, _wrk_ms, seed, services
-from core.migrations import ensure_database, migrate
+from bench.gateway import AUTH, HELLO_APP, ROOT, Result, Target, _drop, _wrk_ms, seed_registry, services
 from tests.gateway.conftest import free_port, wait_http
-from tests.runner.runner_helpers import manifest, publish, python_guest
 
 STARLETTE_APP = """
 from starlette.applications import Starlette
@@ -229,20 +227,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(
     work: Path, server_url: str, redis_url: str, conns: list[int], args: argparse.Namespace
 ) -> list[Measured]:
-    db_url = server_url.rsplit("/", 1)[0] + f"/extplane_prof_{os.getpid()}"
-    asyncio.run(ensure_database(db_url))
-    asyncio.run(migrate(db_url))
-    data_dir = work / "data"
-    guests = {"com.bench.echo-c": (ROOT / "tests" / "runner" / "fixtures" / "echo.wasm").read_bytes()}
-    artifacts: dict[str, bytes | None] = {"com.bench.echo-c": None}
-    if not args.skip_python_guest:
-        wasm, cwasm = python_guest(ROOT / "examples" / "hello")
-        guests["com.bench.hello-py"], artifacts["com.bench.hello-py"] = wasm, cwasm
-    hashes = {
-        name: publish(data_dir, wasm, manifest(name=name), work, artifact=artifacts[name])
-        for name, wasm in guests.items()
-    }
-    token = asyncio.run(seed(db_url, hashes))
+    db_url, data_dir, hashes, token = seed_registry(
+        work, server_url, database=f"extplane_prof_{os.getpid()}", python_guest=not args.skip_python_guest
+    )
     env = {**os.environ, "EXT_ENV": "test", "EXT_LOG_LEVEL": "warning", "EXT_RUNNER_AUTH": AUTH}
     (work / "hello_app.py").write_text(HELLO_APP)
     (work / "starlette_app.py").write_text(STARLETTE_APP)
