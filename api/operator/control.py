@@ -127,6 +127,15 @@ async def wait_result(handle: WorkflowHandle[Any, Any], result_type: type[T], *,
     return result
 
 
+async def finished(started: Started, result_type: type[T], settings: OperatorSettings) -> T:
+    """The result of a workflow started for a request, waited for up to the API's wait; a workflow
+    still running then is 503 control_plane_unavailable (`still_running`) naming it."""
+    result = await wait_result(started.handle, result_type, timeout=settings.wait_seconds)
+    if result is None:
+        raise still_running(started.handle.id)
+    return result
+
+
 async def apply_install_change(
     client: Client, settings: OperatorSettings, tenant_id: str, extension: str, request: InstallRequest
 ) -> InstallChangeResult:

@@ -117,9 +117,7 @@ async def register_namespace(
         result_type=RegisterNamespaceResult,
         attributes=control.search_attributes(OPERATION="namespace_add", ACTOR=principal.actor),
     )
-    result = await control.wait_result(started.handle, RegisterNamespaceResult, timeout=settings.wait_seconds)
-    if result is None:
-        raise control.still_running(workflow_id)
+    result = await control.finished(started, RegisterNamespaceResult, settings)
     return RegisterOut(
         prefix=result.prefix,
         publisher=result.publisher,
@@ -146,9 +144,7 @@ async def remove_namespace(
         result_type=RemoveNamespaceResult,
         attributes=control.search_attributes(OPERATION="namespace_rm", ACTOR=principal.actor),
     )
-    result = await control.wait_result(started.handle, RemoveNamespaceResult, timeout=settings.wait_seconds)
-    if result is None:
-        raise control.still_running(workflow_id)
+    result = await control.finished(started, RemoveNamespaceResult, settings)
     return RemoveOut(
         prefix=result.prefix,
         publisher=result.publisher,

@@ -161,10 +161,8 @@ async def create_token(
             TENANT_ID=body.tenant_id, OPERATION="token_create", ACTOR=principal.actor
         ),
     )
-    result = await control.wait_result(started.handle, CreateTokenResult, timeout=settings.wait_seconds)
-    if result is None:
-        # The token was never shown, so it is useless to the caller even if the workflow completes.
-        raise control.still_running(workflow_id)
+    # The token was never shown, so it is useless to the caller even if the workflow completes.
+    result = await control.finished(started, CreateTokenResult, settings)
     return TokenOut(
         token=token,
         token_id=result.token_id,
@@ -250,9 +248,7 @@ async def revoke_token(
             TENANT_ID=record.tenant_id, OPERATION="token_revoke", ACTOR=principal.actor
         ),
     )
-    result = await control.wait_result(started.handle, RevokeTokenResult, timeout=settings.wait_seconds)
-    if result is None:
-        raise control.still_running(workflow_id)
+    result = await control.finished(started, RevokeTokenResult, settings)
     # This process need not wait for its own pub/sub message (the operator API does not subscribe).
     authenticator: TokenAuthenticator = request.app.state.authenticator
     authenticator.forget_token(record.token_id)

@@ -128,9 +128,7 @@ async def add_key(
         result_type=AddTrustKeyResult,
         attributes=control.search_attributes(OPERATION="trust_add", ACTOR=principal.actor),
     )
-    result = await control.wait_result(started.handle, AddTrustKeyResult, timeout=settings.wait_seconds)
-    if result is None:
-        raise control.still_running(workflow_id)
+    result = await control.finished(started, AddTrustKeyResult, settings)
     return AddKeyOut(
         key_id=result.key_id,
         publisher=result.publisher,
@@ -166,9 +164,7 @@ async def revoke_key(
         result_type=RevokeKeyResult,
         attributes=control.search_attributes(OPERATION="revoke_key", ACTOR=principal.actor),
     )
-    result = await control.wait_result(started.handle, RevokeKeyResult, timeout=settings.wait_seconds)
-    if result is None:
-        raise control.still_running(workflow_id)
+    result = await control.finished(started, RevokeKeyResult, settings)
     return RevokeOut(
         key_id=result.key_id,
         already_revoked=result.already_revoked,
