@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.gateway.errors import RateLimiterUnavailable
-from api.gateway.ratelimit import RateLimiter
+from api.gateway.ratelimit import LEASE_WINDOW_S, RateLimiter, bucket_key, lease_size
 from api.gateway.resp import RespClient, RespError
 from tests.gateway.conftest import Gateway, GatewayFactory, Registry, eventually, free_port
 from tests.gateway.test_policy import assert_error
@@ -118,3 +119,87 @@ async def test_resp_client_errors_are_limiter_unavailable(redis_url: str) -> Non
             await broken.evalsha("return 'not a list of integers'", [], [])
     finally:
         await broken.aclose()
+
+
+def test_lease_size_keeps_low_rates_at_one_round_trip_per_call() -> None:
+    assert lease_size(0.5, 3) == 1
+    assert lease_size(4, 2) == 1
+    assert lease_size(0.001, 100) == 1
+    assert lease_size(50, 100) == 5  # the defaults: 50 rps over a 100 ms window
+    assert lease_size(10_000, 16) == 2  # never more than an eighth of the burst
+    assert lease_size(1e9, 1_000_000_000) == 16  # nor more than MAX_LEASE
+
+
+async def test_a_lease_spends_shared_tokens_in_process(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout_s=1.0)
+    admin = aioredis.Redis.from_url(redis_url)
+    extension = f"com.acme.lease{uuid.uuid4().hex[:6]}"
+    try:
+        limiter = RateLimiter(client)
+        decisions = [await limiter.take("t", extension, rps=50, burst=100) for _ in range(20)]
+        assert all(d.allowed for d in decisions)
+        # Before leases every call was one EVALSHA; with leases of 5, 20 calls are 4 round trips.
+        assert limiter.round_trips == 4
+        # ...and the 20 tokens were taken from the shared bucket, not from thin air (refill at 50/s
+        # can only have added back what the elapsed time allows).
+        shared = float(await admin.hget(bucket_key("t", extension), "t") or 0)
+        assert shared < 81
+        assert [d.remaining for d in decisions[:5]] == [99, 98, 97, 96, 95]
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_an_expired_or_outdated_lease_is_not_spent(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout_s=1.0)
+    extension = f"com.acme.expiry{uuid.uuid4().hex[:6]}"
+    try:
+        limiter = RateLimiter(client)
+        await limiter.take("t", extension, rps=50, burst=100)
+        assert limiter.round_trips == 1
+        await asyncio.sleep(LEASE_WINDOW_S * 1.5)
+        await limiter.take("t", extension, rps=50, burst=100)
+        assert limiter.round_trips == 2  # the lease's 4 tokens expired with its window
+        # The install's limits changed (an operator set_limits): the lease taken under the old
+        # ones is dropped, and the new bucket parameters decide at once (burst 1: one more call).
+        after = [await limiter.take("t", extension, rps=0.001, burst=1) for _ in range(2)]
+        assert limiter.round_trips == 4
+        assert [d.allowed for d in after] == [True, False]
+    finally:
+        await client.aclose()
+
+
+async def test_two_gateways_never_spend_more_than_the_shared_bucket(redis_url: str) -> None:
+    clients = [RespClient(redis_url, timeout_s=1.0) for _ in range(2)]
+    extension = f"com.acme.shared{uuid.uuid4().hex[:6]}"
+    rps, burst = 80.0, 400
+    try:
+        limiters = [RateLimiter(c) for c in clients]
+        started = time.monotonic()
+        allowed = 0
+        for i in range(1200):
+            allowed += (await limiters[i % 2].take("t", extension, rps=rps, burst=burst)).allowed
+        elapsed = time.monotonic() - started
+        # The global bound: the burst plus what the rate refilled while the calls ran (plus the
+        # one token a partial refill can round up to). Both gateways did lease (8 tokens each).
+        assert allowed <= burst + rps * elapsed + 1
+        assert allowed >= burst // 2
+        assert all(lim.round_trips < 1200 / 2 for lim in limiters)
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_concurrent_misses_share_one_lease(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout_s=1.0)
+    extension = f"com.acme.flight{uuid.uuid4().hex[:6]}"
+    try:
+        limiter = RateLimiter(client)
+        # 32 calls in one loop tick, leases of 16: two round trips, not 32 leases drained at once.
+        decisions = await asyncio.gather(
+            *(limiter.take("t", extension, rps=1e9, burst=1_000_000_000) for _ in range(32))
+        )
+        assert all(d.allowed for d in decisions)
+        assert limiter.round_trips == 2
+    finally:
+        await client.aclose()
