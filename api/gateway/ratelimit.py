@@ -103,7 +103,7 @@ class RateLimiter:
 
     @property
     def round_trips(self) -> int:
-        """Redis round trips made so far (tests and bench/gateway.py count calls per round trip)."""
+        """Redis round trips made so far (the tests count calls per round trip with it)."""
         return self._trips
 
     async def take(self, tenant_id: str, extension: str, *, rps: float, burst: int) -> Decision:

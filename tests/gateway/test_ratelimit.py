@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +17,17 @@ from tests.gateway.conftest import Gateway, GatewayFactory, Registry, eventually
 from tests.gateway.test_policy import assert_error
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def resp_client(redis_url: str) -> AsyncIterator[RespClient]:
+    client = RespClient(redis_url, timeout_s=1.0)
+    yield client
+    await client.aclose()
+
+
+def fresh_extension() -> str:
+    return f"com.acme.lease{uuid.uuid4().hex[:6]}"
 
 
 def tenant() -> str:
@@ -130,12 +142,11 @@ def test_lease_size_keeps_low_rates_at_one_round_trip_per_call() -> None:
     assert lease_size(1e9, 1_000_000_000) == 16  # nor more than MAX_LEASE
 
 
-async def test_a_lease_spends_shared_tokens_in_process(redis_url: str) -> None:
-    client = RespClient(redis_url, timeout_s=1.0)
+async def test_a_lease_spends_shared_tokens_in_process(redis_url: str, resp_client: RespClient) -> None:
     admin = aioredis.Redis.from_url(redis_url)
-    extension = f"com.acme.lease{uuid.uuid4().hex[:6]}"
+    extension = fresh_extension()
     try:
-        limiter = RateLimiter(client)
+        limiter = RateLimiter(resp_client)
         decisions = [await limiter.take("t", extension, rps=50, burst=100) for _ in range(20)]
         assert all(d.allowed for d in decisions)
         # Before leases every call was one EVALSHA; with leases of 5, 20 calls are 4 round trips.
@@ -146,32 +157,27 @@ async def test_a_lease_spends_shared_tokens_in_process(redis_url: str) -> None:
         assert shared < 81
         assert [d.remaining for d in decisions[:5]] == [99, 98, 97, 96, 95]
     finally:
-        await client.aclose()
         await admin.aclose()
 
 
-async def test_an_expired_or_outdated_lease_is_not_spent(redis_url: str) -> None:
-    client = RespClient(redis_url, timeout_s=1.0)
-    extension = f"com.acme.expiry{uuid.uuid4().hex[:6]}"
-    try:
-        limiter = RateLimiter(client)
-        await limiter.take("t", extension, rps=50, burst=100)
-        assert limiter.round_trips == 1
-        await asyncio.sleep(LEASE_WINDOW_S * 1.5)
-        await limiter.take("t", extension, rps=50, burst=100)
-        assert limiter.round_trips == 2  # the lease's 4 tokens expired with its window
-        # The install's limits changed (an operator set_limits): the lease taken under the old
-        # ones is dropped, and the new bucket parameters decide at once (burst 1: one more call).
-        after = [await limiter.take("t", extension, rps=0.001, burst=1) for _ in range(2)]
-        assert limiter.round_trips == 4
-        assert [d.allowed for d in after] == [True, False]
-    finally:
-        await client.aclose()
+async def test_an_expired_or_outdated_lease_is_not_spent(resp_client: RespClient) -> None:
+    extension = fresh_extension()
+    limiter = RateLimiter(resp_client)
+    await limiter.take("t", extension, rps=50, burst=100)
+    assert limiter.round_trips == 1
+    await asyncio.sleep(LEASE_WINDOW_S * 1.5)
+    await limiter.take("t", extension, rps=50, burst=100)
+    assert limiter.round_trips == 2  # the lease's 4 tokens expired with its window
+    # The install's limits changed (an operator set_limits): the lease taken under the old ones is
+    # dropped, and the new bucket parameters decide at once (burst 1: one more call).
+    after = [await limiter.take("t", extension, rps=0.001, burst=1) for _ in range(2)]
+    assert limiter.round_trips == 4
+    assert [d.allowed for d in after] == [True, False]
 
 
 async def test_two_gateways_never_spend_more_than_the_shared_bucket(redis_url: str) -> None:
     clients = [RespClient(redis_url, timeout_s=1.0) for _ in range(2)]
-    extension = f"com.acme.shared{uuid.uuid4().hex[:6]}"
+    extension = fresh_extension()
     rps, burst = 80.0, 400
     try:
         limiters = [RateLimiter(c) for c in clients]
@@ -190,16 +196,12 @@ async def test_two_gateways_never_spend_more_than_the_shared_bucket(redis_url: s
             await c.aclose()
 
 
-async def test_concurrent_misses_share_one_lease(redis_url: str) -> None:
-    client = RespClient(redis_url, timeout_s=1.0)
-    extension = f"com.acme.flight{uuid.uuid4().hex[:6]}"
-    try:
-        limiter = RateLimiter(client)
-        # 32 calls in one loop tick, leases of 16: two round trips, not 32 leases drained at once.
-        decisions = await asyncio.gather(
-            *(limiter.take("t", extension, rps=1e9, burst=1_000_000_000) for _ in range(32))
-        )
-        assert all(d.allowed for d in decisions)
-        assert limiter.round_trips == 2
-    finally:
-        await client.aclose()
+async def test_concurrent_misses_share_one_lease(resp_client: RespClient) -> None:
+    limiter = RateLimiter(resp_client)
+    extension = fresh_extension()
+    # 32 calls in one loop tick, leases of 16: two round trips, not 32 leases drained at once.
+    decisions = await asyncio.gather(
+        *(limiter.take("t", extension, rps=1e9, burst=1_000_000_000) for _ in range(32))
+    )
+    assert all(d.allowed for d in decisions)
+    assert limiter.round_trips == 2
