@@ -35,6 +35,7 @@ from schema.payloads.namespaces import (
     RemoveNamespaceInput,
     RemoveNamespaceResult,
 )
+from schema.payloads.rollout import RolloutInput, RolloutPhase, RolloutStatus
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
 from schema.payloads.tokens import (
     CREATE_TOKEN_WORKFLOW,
@@ -52,6 +53,7 @@ from schema.temporal import (
     install_workflow_id,
     publish_workflow_id,
     revoke_key_workflow_id,
+    rollout_workflow_id,
     sign_verify_workflow_id,
     token_revoke_workflow_id,
     token_workflow_id,
@@ -108,6 +110,8 @@ EXPECTED = {
     "install_change_set_limits",
     "install_change_set_config",
     "install_change_set_debug",
+    # Issue 13 item 2: a fleet rollout (one install, one wave).
+    "rollout",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -178,6 +182,16 @@ async def test_live_histories_replay(
     await installs.apply(name, Op.SET_CONFIG, config={"greeting": "yo"}, request_id="r-config")
     await installs.apply(name, Op.SET_DEBUG, debug_enabled=True, request_id="r-debug")
     t = installs.tenant
+    # A rollout of 1.1.0 over this tenant's install (back at 1.0.0 after the rollback), one wave.
+    ids["rollout"] = rollout_workflow_id(f"replay-{uuid.uuid4().hex[:8]}")
+    rollout = await client.execute_workflow(
+        WorkflowType.ROLLOUT,
+        RolloutInput(rollout_id="replay", extension=name, version="1.1.0", tenants=[t], soak_seconds=0.1),
+        id=ids["rollout"],
+        task_queue=task_queue,
+        result_type=RolloutStatus,
+    )
+    assert rollout.state is RolloutPhase.COMPLETED and rollout.upgraded == 1
     ids["install"] = install_workflow_id(t, name)
     ids["install_change_install"] = install_change_workflow_id(t, name, "r-install")
     ids["install_change_set_secrets"] = install_change_workflow_id(t, name, "r-secrets")
