@@ -218,9 +218,15 @@ async def start_rollout(
 
 async def _query(client: Client, wf_id: str) -> RolloutStatus:
     async with map_temporal_errors(workflow_id=wf_id):
-        status = await client.get_workflow_handle(wf_id).query(
-            ROLLOUT_STATUS_QUERY, result_type=RolloutStatus, rpc_timeout=control.RPC_TIMEOUT
-        )
+        try:
+            status = await client.get_workflow_handle(wf_id).query(
+                ROLLOUT_STATUS_QUERY, result_type=RolloutStatus, rpc_timeout=control.RPC_TIMEOUT
+            )
+        except RPCError as exc:
+            # A query is answered by a worker: with none polling it runs out of time (CANCELLED).
+            if exc.status != RPCStatusCode.CANCELLED:
+                raise
+            raise control.still_running(wf_id) from None
     if not isinstance(status, RolloutStatus):
         raise NotFound(f"no rollout {wf_id}")
     return status
