@@ -24,12 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from bundles.blobstore import FilesystemBlobStore
 from cli.devstack.stack import Stack
 from core.codec import data_converter
+from core.db import create_pool
 from core.temporal import connect_temporal
 from schema.payloads.rollout import RolloutPhase
 from schema.temporal import compile_task_queue_for
@@ -50,11 +50,12 @@ from workflows.worker import build_workers, running_workers
 WAVES = ["1%", "10%", "100%"]
 
 
-async def run(installs: int, soak: float, root: Path) -> dict[str, Any]:
+def run(installs: int, soak: float, root: Path) -> dict[str, Any]:
+    # Stack.up/down run their own event loops: outside the measurement's.
     stack = Stack(root / ".extplane", with_apps=False, auto_ports=True)
     info = stack.up()
     try:
-        return await _measure(info.env, installs, soak, root)
+        return asyncio.run(_measure(info.env, installs, soak, root))
     finally:
         stack.down()
 
@@ -62,7 +63,7 @@ async def run(installs: int, soak: float, root: Path) -> dict[str, Any]:
 async def _measure(env: dict[str, str], size: int, soak: float, root: Path) -> dict[str, Any]:
     keyring = fixed_keyring(1)
     client = await connect_temporal(env["EXT_TEMPORAL_ADDRESS"], data_converter=data_converter(keyring))
-    pool = await asyncpg.create_pool(env["EXT_DATABASE_URL"], min_size=2, max_size=20)
+    pool = await create_pool(env["EXT_DATABASE_URL"], min_size=2, max_size=20)
     redis = aioredis.Redis.from_url(env["EXT_REDIS_URL"])
     store = FilesystemBlobStore(root / "blobs")
     queue = f"bench-rollout-{uuid.uuid4().hex[:8]}"
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=3.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
-        result = asyncio.run(run(args.installs, args.soak, Path(tmp)))
+        result = run(args.installs, args.soak, Path(tmp))
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 
