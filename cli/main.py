@@ -37,6 +37,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("config", "config"),
     ("secrets", "secrets"),
     ("limits", "limits"),
+    ("rollout", "rollout"),
     ("debug", "debug"),
     ("audit", None),
     ("executions", None),

@@ -2,9 +2,10 @@
 
 What `extctl dev up` does for its dev server, for any cluster: registers the namespace
 (`EXT_TEMPORAL_NAMESPACE`) when it does not exist yet, then extplane's search attributes (`TenantId`,
-`ExtensionName`, `ExtensionVersion`, `ContentHash`, `Operation`, `Actor`; all Keyword). The one-shot
-`temporal-setup` service of docker/compose.yaml runs it once the Temporal frontend answers; it
-retries until `--wait` seconds have passed (a fresh cluster takes a while to serve a new namespace).
+`ExtensionName`, `ExtensionVersion`, `ContentHash`, `Operation`, `Actor`, `RolloutState`; all
+Keyword). The one-shot `temporal-setup` service of docker/compose.yaml runs it once the Temporal
+frontend answers; it retries until `--wait` seconds have passed (a fresh cluster takes a while to
+serve a new namespace).
 """
 
 from __future__ import annotations

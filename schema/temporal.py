@@ -24,6 +24,8 @@ class SearchAttribute(StrEnum):
     CONTENT_HASH = "ContentHash"
     OPERATION = "Operation"
     ACTOR = "Actor"
+    # RolloutWorkflow only: its schema.payloads.rollout.RolloutPhase.
+    ROLLOUT_STATE = "RolloutState"
 
 
 def _hex(content_hash: str) -> str:
@@ -83,6 +85,7 @@ class WorkflowType(StrEnum):
     ROTATE_MASTER_KEY = "RotateMasterKey"
     REGISTER_NAMESPACE = "RegisterNamespace"
     REMOVE_NAMESPACE = "RemoveNamespace"
+    ROLLOUT = "Rollout"
 
 
 # Update of the Install entity workflow: InstallRequest -> InstallChangeResult.
@@ -120,3 +123,14 @@ def install_quarantine_workflow_id(tenant_id: str, extension: str, key_id: str, 
     the revocation finds it and quarantines nothing twice. Under `install/<tenant>/<extension>/` like
     the install's other changes."""
     return f"install/{tenant_id}/{extension}/quarantine/{key_id}/{install_id}"
+
+
+def rollout_workflow_id(rollout_id: str) -> str:
+    return f"rollout/{rollout_id}"
+
+
+# Updates of RolloutWorkflow: RolloutControl -> RolloutStatus; query -> RolloutStatus.
+ROLLOUT_PAUSE_UPDATE = "pause"
+ROLLOUT_RESUME_UPDATE = "resume"
+ROLLOUT_ABORT_UPDATE = "abort"
+ROLLOUT_STATUS_QUERY = "status"

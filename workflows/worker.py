@@ -29,6 +29,7 @@ from activities.compile import CompileActivities
 from activities.namespaces import NamespaceActivities
 from activities.notify import NotifyActivities
 from activities.registry import RegistryActivities
+from activities.rollout import RolloutActivities
 from activities.secrets import SecretsActivities
 from activities.tokens import token_activities
 from activities.trust import TrustActivities
@@ -46,6 +47,7 @@ from workflows.install_change import InstallChangeWorkflow
 from workflows.namespaces import RegisterNamespaceWorkflow, RemoveNamespaceWorkflow
 from workflows.publish import PublishWorkflow
 from workflows.quarantine import InstallQuarantineWorkflow
+from workflows.rollout import RolloutWorkflow
 from workflows.rotation import RotateMasterKeyWorkflow
 from workflows.schedules import ensure_rotation_schedule
 from workflows.sign_verify import SignVerifyWorkflow
@@ -75,6 +77,7 @@ WORKFLOWS: list[type] = [
     RotateMasterKeyWorkflow,
     RegisterNamespaceWorkflow,
     RemoveNamespaceWorkflow,
+    RolloutWorkflow,
     *TOKEN_WORKFLOWS,
 ]
 
@@ -86,8 +89,10 @@ def control_activities(
     redis: aioredis.Redis,
     keyring: Keyring,
     namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM,
+    client: Client | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity of the control queue, bound to its dependencies."""
+    """Every activity of the control queue, bound to its dependencies (the rollout activities only
+    with a Temporal `client`: they send changes to the install entity workflows)."""
     registry = RegistryActivities(pool)
     bundles = BundleActivities(store)
     trust = TrustActivities(pool)
@@ -95,7 +100,7 @@ def control_activities(
     audit = AuditActivities(pool)
     notify = NotifyActivities(redis)
     namespaces = NamespaceActivities(pool, policy=namespace_policy)
-    return [
+    acts: list[Callable[..., Any]] = [
         bundles.inspect_bundle,
         bundles.promote_bundle,
         bundles.discard_blobs,
@@ -116,6 +121,10 @@ def control_activities(
         namespaces.remove_namespace,
         *token_activities(pool, redis),  # type: ignore[list-item]
     ]
+    if client is not None:
+        rollout = RolloutActivities(pool, client)
+        acts += [rollout.select_targets, rollout.apply_wave, rollout.measure_wave]
+    return acts
 
 
 @contextmanager
@@ -166,6 +175,7 @@ def build_workers(
                         redis=redis,
                         keyring=keyring,
                         namespace_policy=namespace_policy,
+                        client=client,
                     ),
                     max_concurrent_activities=max_concurrent_activities,
                     interceptors=[LogContextInterceptor()],

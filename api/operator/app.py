@@ -23,6 +23,7 @@ from api.operator.routes import (
     master_key,
     namespaces,
     operations,
+    rollouts,
     tokens,
     trust,
 )
@@ -36,6 +37,7 @@ V1_ROUTERS = (
     trust,
     namespaces,
     master_key,
+    rollouts,
     tokens,
     audit,
     operations,

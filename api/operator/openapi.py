@@ -22,7 +22,7 @@ with 400 `invalid_request` (api/errors.py) and every error with one body, `Error
   (schema.tenants; `Principal.require_tenant` answers 400), `name` the extension-name rule and
   `version` the semver rule (schema.manifest; install changes answer 400, reads 404); and the
   `Idempotency-Key` header its rule (api/operator/changes.py answers 400); `key_id` the trust-key id
-  shape (a revoke of any other id is 404).
+  shape (a revoke of any other id is 404); `rollout_id` the Idempotency-Key rule (400 otherwise).
 
 tests/api/test_openapi.py checks these properties; tests/api/contract/test_schemathesis.py checks the document
 against the running app.
@@ -101,6 +101,11 @@ PATH_RULES: dict[str, tuple[str, str, int]] = {
     "version": ("semantic version, e.g. 1.2.0", SEMVER_PATTERN, MAX_VERSION_CHARS),
     "key_id": ("trust key id: ed25519:<32 lowercase hex>", KEY_ID_RE, 40),
     "prefix": ("namespace: spelled like an extension name, e.g. com.acme", NAME_RE, MAX_NAME_CHARS),
+    "rollout_id": (
+        "rollout id: the Idempotency-Key that started it, or the generated one",
+        IDEMPOTENCY_KEY_RE,
+        128,
+    ),
 }
 # Query parameter name -> its schema, where the API checks the value (400 invalid_request otherwise):
 # `tenant` in api.operator.params for every route, `since` and `action` in the audit route.

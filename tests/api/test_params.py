@@ -29,6 +29,7 @@ SAMPLE = {
     "workflow_id": "install/acme/com.acme.x",
     "prefix": "com.acme",
     "token_id": "00000000-0000-0000-0000-000000000000",
+    "rollout_id": "r-1",
 }
 # A `{workflow_id:path}` may hold slashes: the bad part goes after a realistic prefix.
 PREFIX = {"workflow_id": "install/acme/"}

@@ -1,5 +1,5 @@
-"""A worker process killed (SIGKILL) between two activities: a restarted worker finishes the workflow,
-and every effect happens exactly once."""
+"""A worker process killed (SIGKILL) between two activities (or mid-soak of a rollout): a restarted
+worker finishes the workflow, and every effect happens exactly once."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from bundles.blobstore import FilesystemBlobStore
 from core.crypto import Keyring
 from schema.payloads.install import InstallOperation as Op
 from schema.payloads.publish import PublishResult
+from schema.payloads.rollout import RolloutPhase
 from schema.temporal import WorkflowType, install_change_workflow_id, publish_workflow_id
 from tests.workflows.helpers import (
     ROOT,
@@ -34,6 +35,16 @@ from tests.workflows.helpers import (
     manifest,
     stage,
     unique_name,
+)
+from tests.workflows.rollout_helpers import (
+    NEW,
+    Fleet,
+    build_fleet,
+    final,
+    in_phase,
+    start_rollout,
+    versions,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.timeout(150)]
@@ -201,3 +212,36 @@ async def test_install_survives_worker_kill_between_activities(
     installs_audit = await db_pool.fetchval("SELECT count(*) FROM audit_events WHERE action = 'install'")
     assert installs_audit == 1
     assert {m["revision"] for m in messages} == {1}
+
+
+async def test_rollout_resumes_after_worker_kill_mid_soak(
+    client: Client,
+    task_queue: str,
+    worker_env: dict[str, str],
+    db_pool: asyncpg.Pool,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+) -> None:
+    first = WorkerProcess(worker_env, "control,compile", tmp_path / "worker-1.log")
+    second: WorkerProcess | None = None
+    fleet: Fleet | None = None
+    try:
+        fleet = await build_fleet(client, task_queue, store, signer, tmp_path, 4)
+        handle = await start_rollout(fleet, waves=["1", "100%"], soak_seconds=4.0)
+        await wait_for(handle, in_phase(RolloutPhase.SOAKING, wave=0), what="first wave soaking")
+        first.kill()  # the soak timer is Temporal's: it fires with no worker alive
+        second = WorkerProcess(worker_env, "control", tmp_path / "worker-2.log")
+        done = await asyncio.wait_for(final(handle), timeout=90)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        if fleet is not None:
+            await fleet.close()
+
+    assert (done.state, done.wave, done.upgraded) == (RolloutPhase.COMPLETED, 2, 4)
+    assert set((await versions(db_pool, fleet.name)).values()) == {NEW}
+    # Each install was upgraded exactly once: the replayed wave re-sent nothing new.
+    upgrades = await db_pool.fetchval("SELECT count(*) FROM install_history WHERE operation = 'upgrade'")
+    assert upgrades == 4

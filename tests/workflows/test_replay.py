@@ -35,6 +35,7 @@ from schema.payloads.namespaces import (
     RemoveNamespaceInput,
     RemoveNamespaceResult,
 )
+from schema.payloads.rollout import RolloutControl, RolloutInput, RolloutPhase, RolloutStatus
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
 from schema.payloads.tokens import (
     CREATE_TOKEN_WORKFLOW,
@@ -46,12 +47,15 @@ from schema.payloads.tokens import (
 )
 from schema.payloads.trust import AddTrustKeyInput, AddTrustKeyResult, RevokeKeyInput, RevokeKeyResult
 from schema.temporal import (
+    ROLLOUT_ABORT_UPDATE,
+    ROLLOUT_STATUS_QUERY,
     WorkflowType,
     install_change_workflow_id,
     install_quarantine_workflow_id,
     install_workflow_id,
     publish_workflow_id,
     revoke_key_workflow_id,
+    rollout_workflow_id,
     sign_verify_workflow_id,
     token_revoke_workflow_id,
     token_workflow_id,
@@ -62,6 +66,7 @@ from tests.workflows.helpers import (
     Installs,
     Signer,
     build_bundle,
+    eventually,
     fixed_keyring,
     manifest,
     publish_version,
@@ -108,6 +113,9 @@ EXPECTED = {
     "install_change_set_limits",
     "install_change_set_config",
     "install_change_set_debug",
+    # Issue 13 item 2: a fleet rollout (one install, one wave), and one aborted mid-soak (rolled back).
+    "rollout",
+    "rollout_aborted",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -178,6 +186,39 @@ async def test_live_histories_replay(
     await installs.apply(name, Op.SET_CONFIG, config={"greeting": "yo"}, request_id="r-config")
     await installs.apply(name, Op.SET_DEBUG, debug_enabled=True, request_id="r-debug")
     t = installs.tenant
+    # A rollout of 1.1.0 over this tenant's install (back at 1.0.0 after the rollback), one wave.
+    ids["rollout"] = rollout_workflow_id(f"replay-{uuid.uuid4().hex[:8]}")
+    rollout = await client.execute_workflow(
+        WorkflowType.ROLLOUT,
+        RolloutInput(rollout_id="replay", extension=name, version="1.1.0", tenants=[t], soak_seconds=0.1),
+        id=ids["rollout"],
+        task_queue=task_queue,
+        result_type=RolloutStatus,
+    )
+    assert rollout.state is RolloutPhase.COMPLETED and rollout.upgraded == 1
+    # Back to 1.0.0 as a rollout, aborted while it soaks: the abort Update ends the timer and the
+    # install is rolled back to 1.1.0.
+    ids["rollout_aborted"] = rollout_workflow_id(f"replay-abort-{uuid.uuid4().hex[:8]}")
+    aborting = await client.start_workflow(
+        WorkflowType.ROLLOUT,
+        RolloutInput(
+            rollout_id="replay-abort", extension=name, version="1.0.0", tenants=[t], soak_seconds=600
+        ),
+        id=ids["rollout_aborted"],
+        task_queue=task_queue,
+        result_type=RolloutStatus,
+    )
+
+    async def soaking() -> bool:
+        s = await aborting.query(ROLLOUT_STATUS_QUERY, result_type=RolloutStatus)
+        return s.state is RolloutPhase.SOAKING
+
+    await eventually(soaking, what="rollout soaking")
+    await aborting.execute_update(
+        ROLLOUT_ABORT_UPDATE, RolloutControl(actor="test"), result_type=RolloutStatus
+    )
+    aborted = await aborting.result()
+    assert (aborted.state, aborted.rolled_back) == (RolloutPhase.ABORTED, 1)
     ids["install"] = install_workflow_id(t, name)
     ids["install_change_install"] = install_change_workflow_id(t, name, "r-install")
     ids["install_change_set_secrets"] = install_change_workflow_id(t, name, "r-secrets")
