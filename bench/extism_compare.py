@@ -14,8 +14,13 @@ with a rotating first place (bench/_interleave.py), so both see the same machine
   input_length / input_load_u64 / input_load_u8 / alloc / store_u64 / store_u8 / output_set), no WASI,
   no host functions, no fuel limit.
 
-Figures: per-call p50 / p99 / mean in µs and ours / Extism (the goal is <= 0.75x). When extism is not
-installed the module says so and returns no figure.
+A third workload, alternated with the two, separates the runner's own code from wasmtime-py: the same
+component instantiated and called with bare wasmtime-py (bench/runner.py's `bare_component`: same
+Engine, fresh Store, fuel and epoch deadline, a prebuilt request record, no runner code).
+
+Figures: per-call p50 / p99 / mean in µs and ours / Extism (the goal is <= 0.75x), and the bare
+wasmtime-py floor / Extism at p50. When extism is not installed the module says so and returns no
+figure.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+from wasmtime.component import Component
 
 from bench._interleave import alternate, percentile
 from bench.report import Row
-from bench.runner import Bench
+from bench.runner import Bench, bare_component
 from tests.runner.runner_helpers import FIXTURES, manifest, publish
 
 EXTISM_PIN = "extism==1.1.1"
@@ -103,8 +109,8 @@ def extism_call(sdk: Any) -> Callable[[], object]:
     return call  # the closure holds `compiled`: it lives as long as the workload
 
 
-def measure(rounds: int, warmup: int = 200) -> tuple[list[float], list[float], str]:
-    """(ours µs per call, Extism µs per call, Extism version); raises when extism is missing."""
+def measure(rounds: int, warmup: int = 200) -> tuple[list[float], list[float], list[float], str]:
+    """(ours, Extism, bare wasmtime-py: µs per call each; Extism version); raises without extism."""
     sdk = load_extism()
     if sdk is None:
         raise ModuleNotFoundError(f"extism is not installed (pip install {EXTISM_PIN})")
@@ -112,20 +118,24 @@ def measure(rounds: int, warmup: int = 200) -> tuple[list[float], list[float], s
         work = Path(tmp)
         bench = Bench(work)
         try:
-            chash = publish(
-                work, (FIXTURES / "echo.wasm").read_bytes(), manifest(name="com.bench.echo"), work
-            )
-            ours = bench.via_runner(chash, "/x")
-            theirs = extism_call(sdk)
-            alternate([ours, theirs], warmup, time.perf_counter)
-            ours_s, theirs_s = alternate([ours, theirs], rounds, time.perf_counter)
+            wasm = (FIXTURES / "echo.wasm").read_bytes()
+            chash = publish(work, wasm, manifest(name="com.bench.echo"), work)
+            engine = bench.runtime.engine
+            workloads = [
+                bench.via_runner(chash, "/x"),
+                extism_call(sdk),
+                bare_component(engine, Component(engine, wasm), wasi=False),
+            ]
+            alternate(workloads, warmup, time.perf_counter)
+            ours_s, theirs_s, bare_s = alternate(workloads, rounds, time.perf_counter)
         finally:
             bench.runtime.close()
-    return [s * 1e6 for s in ours_s], [s * 1e6 for s in theirs_s], sdk.extism_version()
+    us = [[s * 1e6 for s in sample] for sample in (ours_s, theirs_s, bare_s)]
+    return us[0], us[1], us[2], sdk.extism_version()
 
 
-def summarize(ours: list[float], theirs: list[float], version: str) -> list[Row]:
-    """The table rows: ours vs Extism at p50, p99 and mean, and Extism's own figure."""
+def summarize(ours: list[float], theirs: list[float], bare: list[float], version: str) -> list[Row]:
+    """The table rows: ours vs Extism at p50, p99 and mean; the bare wasmtime-py floor vs Extism."""
     label = f"Extism {version} Plugin(compiled)+call"
     rows = []
     for stat, fn in (
@@ -143,6 +153,16 @@ def summarize(ours: list[float], theirs: list[float], version: str) -> list[Row]
                 extra={"n": len(ours), "goal_ratio": GOAL},
             )
         )
+    rows.append(
+        Row(
+            "bare wasmtime-py, C echo component, fresh Store per call (p50)",
+            percentile(bare, 0.5),
+            "µs",
+            percentile(theirs, 0.5),
+            baseline_figure=f"{label} p50",
+            extra={"n": len(bare), "p99_us": percentile(bare, 0.99)},
+        )
+    )
     return rows
 
 
@@ -164,9 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     if load_extism() is None:
         sys.exit(f"extism is not installed: pip install {EXTISM_PIN}")
-    ours, theirs, version = measure(args.rounds)
-    for r in summarize(ours, theirs, version):
-        print(f"  {r.figure:<56} {r.value:>8,.0f} µs   Extism {r.baseline:>8,.0f} µs   x{r.ratio:.3f}")
+    for r in summarize(*measure(args.rounds)):
+        print(f"  {r.figure:<64} {r.value:>8,.0f} µs   Extism {r.baseline:>8,.0f} µs   x{r.ratio:.3f}")
     print(f"  ({args.rounds} calls each, alternated; goal ours/Extism <= {GOAL}x)")
 
 

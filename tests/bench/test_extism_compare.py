@@ -48,15 +48,18 @@ def test_the_benchmarked_extism_call_checks_its_answer() -> None:
     assert extism_call(sdk)() == INPUT
 
 
-def test_rows_are_ours_over_extism_at_p50_p99_and_mean() -> None:
+def test_rows_are_ours_and_the_bare_floor_over_extism() -> None:
     ours = [float(v) for v in range(1, 101)]  # p50 51, p99 100, mean 50.5
     theirs = [2.0 * v for v in ours]
-    rows = summarize(ours, theirs, "1.41.0")
-    assert [r.figure.rsplit("(", 1)[1] for r in rows] == ["p50)", "p99)", "mean)"]
+    bare = [v / 2.0 for v in ours]
+    rows = summarize(ours, theirs, bare, "1.41.0")
+    assert [r.figure.rsplit("(", 1)[1] for r in rows] == ["p50)", "p99)", "mean)", "p50)"]
+    assert rows[3].figure.startswith("bare wasmtime-py")
     assert [(r.value, r.baseline, r.ratio) for r in rows] == [
         (51.0, 102.0, 0.5),
         (100.0, 200.0, 0.5),
         (50.5, 101.0, 0.5),
+        (25.5, 102.0, 0.25),
     ]
     assert all(r.baseline_figure.startswith("Extism 1.41.0 ") and r.unit == "µs" for r in rows)
     assert rows[0].extra == {"n": 100, "goal_ratio": extism_compare.GOAL}
