@@ -6,7 +6,16 @@ import itertools
 
 import pytest
 
-from bench._interleave import Floors, Result, alternate, e2e_rows, percentile, rotated, schedule
+from bench._interleave import (
+    Floors,
+    Result,
+    alternate,
+    e2e_rows,
+    percentile,
+    rotated,
+    schedule,
+    tolerable,
+)
 
 
 def test_rotated_starts_each_turn_one_item_later_and_wraps() -> None:
@@ -76,3 +85,13 @@ def test_e2e_rows_give_ratios_to_both_floors_and_latency_for_chosen_targets() ->
 def test_e2e_rows_need_both_floors_at_each_level() -> None:
     with pytest.raises(KeyError):
         e2e_rows(["gw"], [1], {("gw", 1): Result(1.0, 1.0, 1.0)}, Floors(bare="bare", framework="star"))
+
+
+def test_a_few_failed_answers_are_counted_more_than_one_percent_are_an_error() -> None:
+    assert tolerable(0, 0) and tolerable(4, 1242) and tolerable(10, 1000)
+    assert not tolerable(11, 1000) and not tolerable(1, 0)
+    floors = Floors(bare="bare", framework="star")
+    results = {("bare", 1): Result(10.0, 1.0, 1.0), ("star", 1): Result(5.0, 1.0, 1.0)}
+    results[("gw", 1)] = Result(1.0, 1.0, 1.0, failed=3)
+    rows = e2e_rows(["bare", "star", "gw"], [1], results, floors)
+    assert [r.extra.get("failed") for r in rows] == [None, None, 3, 3, None, None]
