@@ -350,12 +350,18 @@ async def limiter_rows(redis_url: str, duration: float) -> list[tuple[str, int, 
     return rows
 
 
-async def transport_rows(runner_url: str, env_bytes: bytes, duration: float) -> list[tuple[str, int, Result]]:
-    """The hop alone, inside one process: what a generic client costs vs the raw keep-alive client."""
+async def transport_rows(
+    runner_url: str, env_bytes: bytes, duration: float, frame_url: str
+) -> list[tuple[str, int, Result]]:
+    """The hop alone, inside one process, as (baseline, subject) pairs: what a generic client costs vs
+    the raw keep-alive client, and the raw HTTP client vs the framed hop to the same runner."""
     rows: list[tuple[str, int, Result]] = []
     for conns in TRANSPORT_CONCURRENCY:
         rows.append(("httpx.AsyncClient", conns, await _with_httpx(runner_url, env_bytes, conns, duration)))
-        rows.append(("RunnerClient (raw)", conns, await _with_raw(runner_url, env_bytes, conns, duration)))
+        raw = await _with_raw(runner_url, env_bytes, conns, duration)
+        rows.append(("RunnerClient (raw)", conns, raw))
+        rows.append(("RunnerClient (raw)", conns, raw))
+        rows.append(("RunnerClient (frame)", conns, await _with_raw(frame_url, env_bytes, conns, duration)))
     return rows
 
 
@@ -421,16 +427,26 @@ def _run(
         "EXT_RUNNER_URL": ",".join(f"http://127.0.0.1:{p}" for p in runner_ports),
     }
     gw_argv = [sys.executable, "-m", "api.gateway", "--port", str(gw_port), "--workers", str(args.workers)]
+    # A second gateway over the framed hop (schema.runner_frames) to the same runners' EXT_FRAME_PORT.
+    frame_ports = [free_port() for _ in runner_ports]
+    gwf_port = free_port()
+    gwf_env = {
+        **gw_env,
+        "EXT_RUNNER_URL": ",".join(f"frame://127.0.0.1:{p}" for p in frame_ports),
+        "EXT_RUNNER_UI_URL": runner_url,
+    }
+    gwf_argv = [*gw_argv[:4], str(gwf_port), *gw_argv[5:]]
     hello_env = {**base_env, "PYTHONPATH": str(work)}
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(hello_argv, hello_env, f"http://127.0.0.1:{hello_port}/"))
         stack.enter_context(process(star_argv, hello_env, f"http://127.0.0.1:{star_port}/"))
-        for port in runner_ports:
-            env = {**runner_env, "EXT_PORT": str(port)}
+        for port, fport in zip(runner_ports, frame_ports, strict=True):
+            env = {**runner_env, "EXT_PORT": str(port), "EXT_FRAME_PORT": str(fport)}
             stack.enter_context(
                 process([sys.executable, "-m", "runner"], env, f"http://127.0.0.1:{port}/healthz")
             )
         stack.enter_context(process(gw_argv, gw_env, f"http://127.0.0.1:{gw_port}/healthz"))
+        stack.enter_context(process(gwf_argv, gwf_env, f"http://127.0.0.1:{gwf_port}/healthz"))
         targets = [
             Target(BARE, f"http://127.0.0.1:{hello_port}/"),
             Target(STARLETTE, f"http://127.0.0.1:{star_port}/"),
@@ -455,12 +471,25 @@ def _run(
                     (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
                 )
             )
+            targets.append(
+                Target(
+                    f"gateway=frame=>runner, {name}",
+                    f"http://127.0.0.1:{gwf_port}/api/ext/{name}/echo",
+                    "POST",
+                    b'{"hi":1}',
+                    (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
+                )
+            )
         out.append(
             f"\nTransport of the gateway->runner hop (in-process client, C echo guest, {args.duration}s each)"
         )
         first = next(iter(hashes.items()))
-        transport = asyncio.run(transport_rows(runner_url, envelope(first[1], first[0]), args.duration))
-        for kind, conns, r in transport:
+        transport = asyncio.run(
+            transport_rows(
+                runner_url, envelope(first[1], first[0]), args.duration, f"frame://127.0.0.1:{frame_ports[0]}"
+            )
+        )
+        for kind, conns, r in [t for i, t in enumerate(transport) if i % 4 != 2]:  # the repeat out
             out.append(
                 f"  {kind:<22} c={conns:<3} {r.rps:>8,.0f} req/s  p50 {r.p50_ms:6.2f}  p99 {r.p99_ms:7.2f} ms"
             )
@@ -490,7 +519,7 @@ def _run(
             CONCURRENCY,
             results,
             FLOORS,
-            latency_of=lambda name: name.startswith("gateway->"),
+            latency_of=lambda name: name.startswith("gateway"),  # both hops: HTTP and framed
         )
     asyncio.run(_drop(db_url))
     return summary, out

@@ -103,7 +103,12 @@ class ApiSettings(CommonSettings):
     """Operator API and gateway."""
 
     admin_token: SecretStr = SecretStr("")
+    # Comma-separated, round robin: http://host:port (HTTP hop), frame://host:port (the framed hop to
+    # a runner's EXT_FRAME_PORT) or unix:/path.
     runner_url: str = "http://127.0.0.1:8091"
+    # Where the gateway fetches iframe UI files (the runner's HTTP port). Empty: the first http:// or
+    # unix: entry of runner_url; required when every entry is frame://.
+    runner_ui_url: str = ""
     runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
     max_bundle_bytes: int = 200 * 1024 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
@@ -166,12 +171,23 @@ class ApiSettings(CommonSettings):
     # but signs no UI session, so it needs no UI session secret.
     serves_ui: ClassVar[bool] = True
 
+    @property
+    def runner_http_url(self) -> str:
+        """The runner base URL for HTTP-only routes (iframe UI files)."""
+        if self.runner_ui_url:
+            return self.runner_ui_url
+        for url in (u.strip() for u in self.runner_url.split(",")):
+            if url and not url.startswith("frame://"):
+                return url
+        raise ValueError("EXT_RUNNER_UI_URL is required when every EXT_RUNNER_URL entry is frame://")
+
     @model_validator(mode="after")
     def _strong(self) -> Self:
         self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
         if self.admin_token.get_secret_value():
             self.require_strong("EXT_ADMIN_TOKEN", self.admin_token)
         if self.serves_ui:
+            self.runner_http_url  # noqa: B018 -- fails at start rather than at the first UI request
             self.require_strong("EXT_UI_SESSION_SECRET", self.ui_session_secret)
         return self
 
@@ -186,6 +202,9 @@ class RunnerSettings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = 8091
+    # The framed execute hop (schema.runner_frames; gateways list it as frame://host:PORT), on `host`
+    # beside the HTTP port, which still serves /v1/execute, /healthz, /metrics and /ext-ui. Unset: off.
+    frame_port: int | None = Field(default=None, ge=0, le=65535)
     runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
     # "1:<base64 32 bytes>,2:..." as for the worker; the runner only unwraps (core.crypto).
     master_keys: SecretStr = SecretStr("")

@@ -16,8 +16,16 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
 2. Per-thread host exceptions. Upstream stores a host function's Python exception in a module global
    (`_enter.LAST_EXCEPTION`) until the caller re-raises it: two threads failing at once can swap
    exceptions. The replacement keeps it in a thread-local.
+3. Memoized type trees. Upstream re-reads a type's structure through the C API on every access:
+   `RecordType.fields` (and list elements, tuple elements, variant/option/result cases, "is this a
+   tagged variant") build fresh Python type objects each time, and every conversion asks again for
+   every value it converts. The profile (docs/performance.md) put ~18-20 % of the runner's CPU for a
+   cheap guest in conversion, 5-6 % in `RecordType.fields` alone. Component types are immutable, so
+   each type object now computes these once and keeps them; with the handler's signature cached per
+   loaded component (`Signature`, below) one call converts through one long-lived tree.
 
-Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=)` is
+Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
+signature=)` is
 `Func.__call__` that measures the result in its C form (what the C API lifted out of guest memory)
 and refuses it, freeing it, before a single Python object is built. A guest's memory cap does not
 bound that size: 64 header records may all point at the same 1 MiB, and upstream then builds two
@@ -44,6 +52,7 @@ from wasmtime.component import _types as wt_types
 __all__ = [
     "LiftTooLarge",
     "Record",
+    "Signature",
     "Variant",
     "call_bounded",
     "err",
@@ -177,11 +186,39 @@ def _check_size(root: ffi.wasmtime_component_val_t, *, max_bytes: int, max_items
         # Scalars (and resources, which our world does not return) carry no guest-sized data.
 
 
-def call_bounded(func: Func, store: wasmtime.Store, *params: Any, max_bytes: int, max_items: int) -> Any:
+class Signature:
+    """A component function's parameter and result types, read once and then reused across Stores
+    and threads (component types are immutable and owned by these Python objects, not by a Store)."""
+
+    __slots__ = ("_lock", "_types")
+
+    def __init__(self) -> None:
+        self._types: tuple[list[tuple[str, wt_types.ValType]], wt_types.ValType | None] | None = None
+        self._lock = threading.Lock()
+
+    def of(self, func: Func, store: wasmtime.Store) -> tuple[list[tuple[str, Any]], Any]:
+        types = self._types
+        if types is None:
+            with self._lock:
+                if self._types is None:
+                    fty = func.type(store)
+                    self._types = (fty.params, fty.result)
+                types = self._types
+        return types
+
+
+def call_bounded(
+    func: Func,
+    store: wasmtime.Store,
+    *params: Any,
+    max_bytes: int,
+    max_items: int,
+    signature: Signature | None = None,
+) -> Any:
     """Call a component function like `Func.__call__`, refusing an oversized result before lifting it
-    into Python (raises LiftTooLarge; the C value is freed either way)."""
-    fty = func.type(store)
-    param_tys = fty.params
+    into Python (raises LiftTooLarge; the C value is freed either way). `signature`: the function's
+    cached types (the same export of the same component), else they are read from `func`."""
+    param_tys, result_ty = (signature or Signature()).of(func, store)
     if len(params) != len(param_tys):
         raise TypeError(f"wrong number of parameters: given {len(params)}, expected {len(param_tys)}")
     param_capi = (ffi.wasmtime_component_val_t * max(len(params), 1))()
@@ -190,7 +227,6 @@ def call_bounded(func: Func, store: wasmtime.Store, *params: Any, max_bytes: int
         for (_name, ty), val in zip(param_tys, params, strict=True):
             ty.convert_to_c(store, val, ctypes.pointer(param_capi[lowered]))
             lowered += 1
-        result_ty = fty.result
         result = ffi.wasmtime_component_val_t()
 
         def run() -> ctypes._Pointer[ffi.wasmtime_error_t]:
@@ -242,6 +278,47 @@ def _maybe_raise_last_exn() -> None:
     raise exc
 
 
+def _memoized(getter: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
+    """`getter`, computed once per type object and kept in its __dict__ (a race computes it twice,
+    harmlessly: both results describe the same immutable type)."""
+
+    def get(self: Any) -> Any:
+        cached = self.__dict__.get(key, _MISSING)
+        if cached is _MISSING:
+            cached = self.__dict__[key] = getter(self)
+        return cached
+
+    return get
+
+
+_MISSING = object()
+# (class, attribute, is a property): the structure readers that conversions call for every value.
+_MEMOIZED: tuple[tuple[type, str, bool], ...] = (
+    (wt_types.RecordType, "fields", True),
+    (wt_types.ListType, "element", True),
+    (wt_types.ListType, "_is_bytes", False),
+    (wt_types.TupleType, "elements", True),
+    (wt_types.VariantType, "cases", True),
+    (wt_types.OptionType, "payload", True),
+    (wt_types.ResultType, "ok", True),
+    (wt_types.ResultType, "err", True),
+    (wt_types.VariantType, "_cases", False),
+    (wt_types.OptionType, "_cases", False),
+    (wt_types.ResultType, "_cases", False),
+    (wt_types.VariantLikeType, "_tagged", False),
+)
+
+
+def _memoize_types() -> None:
+    for cls, name, is_property in _MEMOIZED:
+        current = cls.__dict__[name]
+        getter = current.fget if is_property else current
+        if getter is None:
+            raise RuntimeError(f"wasmtime-py layout changed: {cls.__name__}.{name} has no getter")
+        memo = _memoized(getter, f"_extplane_{name}")
+        setattr(cls, name, property(memo) if is_property else memo)
+
+
 def install() -> None:
     """Apply the patches above to wasmtime-py (idempotent; the runner calls it before any Engine)."""
     global _installed
@@ -251,6 +328,7 @@ def install() -> None:
         if wasmtime.__name__ != "wasmtime" or not hasattr(wt_types.VariantLikeType, "_lower"):
             raise RuntimeError("wasmtime-py layout changed: re-check runner/_adapter.py patches")
         wt_types.VariantLikeType._lower = _lower  # type: ignore[method-assign]
+        _memoize_types()
         # func_impl looks `catch_exceptions` up in _linker's globals; enter_wasm looks up
         # `maybe_raise_last_exn` in _enter's globals: both at call time, so rebinding suffices.
         wt_linker.catch_exceptions = _catch_exceptions  # type: ignore[attr-defined]

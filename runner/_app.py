@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +39,7 @@ from runner._admission import Admission
 from runner._debug import DebugSink, InMemoryDebugSink, MeteredSink
 from runner._egress import EgressClient, EgressPolicy
 from runner._engine import Outcome, Runtime
+from runner._frames import FrameServer
 from runner._host import HostServices
 from runner._loader import ComponentCache
 from runner._metrics import Metrics
@@ -130,6 +132,16 @@ def create_app(
                 threads=settings.threads, queue_depth=settings.queue_depth, tenant_share=settings.tenant_share
             ),
         )
+        frames: FrameServer | None = None
+        if settings.frame_port is not None:
+            frames = FrameServer(
+                run_envelope,
+                auth=auth,
+                max_envelope=max_envelope,
+                idle_s=float(settings.keep_alive_s),
+                oversize=_error_body(InvalidEnvelope(f"envelope larger than {max_envelope} bytes")),
+            )
+            await frames.start(settings.host, settings.frame_port)
         log.info(
             "runner_started",
             threads=settings.threads,
@@ -139,6 +151,8 @@ def create_app(
         try:
             yield
         finally:
+            if frames is not None:
+                await frames.close()
             pool.shutdown(wait=True, cancel_futures=True)
             await storage.aclose()
             egress.close()
@@ -160,7 +174,7 @@ def create_app(
         deadline += time.monotonic() - loading
         return state.runtime.run(loaded, envelope, debug_sink, deadline=deadline, cancel=cancel)
 
-    def shed(error: RunnerBusy) -> Response:
+    def shed(error: RunnerBusy) -> tuple[int, bytes]:
         metrics.busy.inc()
         metrics.shed.labels(error.reason).inc()
         return answer(error)
@@ -169,19 +183,26 @@ def create_app(
         metrics.in_flight.set(admission.admitted)
         metrics.queue_depth.set(admission.waiting)
 
-    def answer(error: RunnerError, outcome: Outcome | None = None) -> Response:
-        body = ExecuteResponse(
-            error=ExecError(code=error.code.value, message=error.message),
-            metrics=_metrics_of(outcome),
-        )
+    def answer(error: RunnerError, outcome: Outcome | None = None) -> tuple[int, bytes]:
         metrics.executions.labels(error.code.value).inc()
-        return Response(body.model_dump_json(), status_code=error.http_status, media_type="application/json")
+        return error.http_status, _error_body(error, outcome)
 
     async def execute(request: Request) -> Response:
         given = request.headers.get(AUTH_HEADER, "").encode()
         if not hmac.compare_digest(given, auth):
             return JSONResponse({"error": "unauthenticated", "message": "bad or missing x-runner-auth"}, 401)
         raw = await request.body()
+        # Watch the connection from here on: a caller that leaves must not keep its slot.
+        gone = asyncio.ensure_future(_disconnected(request.receive))
+        try:
+            status, body = await run_envelope(raw, gone)
+        finally:
+            gone.cancel()
+        return Response(body, status_code=status, media_type="application/json")
+
+    async def run_envelope(raw: bytes, gone: asyncio.Future[Any]) -> tuple[int, bytes]:
+        """One execution, whichever hop carried it (HTTP here, frames in runner._frames): (status,
+        ExecuteResponse JSON). `gone` completes when the caller has left."""
         if len(raw) > max_envelope:
             return answer(InvalidEnvelope(f"envelope larger than {max_envelope} bytes"))
         try:
@@ -196,40 +217,35 @@ def create_app(
         except RunnerBusy as exc:
             return shed(exc)
         gauges(state.admission)
-        # Watch the connection from here on: a caller that leaves must not keep its slot.
-        gone = asyncio.ensure_future(_disconnected(request.receive))
-        try:
-            if place is not None:
-                _on_disconnect(gone, place.cancel)
-                try:
-                    await state.admission.wait(tenant, place, deadline)
-                except RunnerBusy as exc:
-                    if exc.reason != "abandoned":
-                        return shed(exc)
-                    metrics.abandoned.labels("queued").inc()
-                    return answer(exc)
-                finally:
-                    gauges(state.admission)
-            cancel = threading.Event()
-            # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
-            _on_disconnect(gone, cancel.set)
+        if place is not None:
+            _on_disconnect(gone, place.cancel)
             try:
-                outcome = await asyncio.get_running_loop().run_in_executor(
-                    state.pool, run_sync, state, envelope, deadline, cancel
-                )
-            except RunnerError as exc:
+                await state.admission.wait(tenant, place, deadline)
+            except RunnerBusy as exc:
+                if exc.reason != "abandoned":
+                    return shed(exc)
+                metrics.abandoned.labels("queued").inc()
                 return answer(exc)
-            except Exception:
-                # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
-                log.exception("execute_failed", request_id=envelope.context.request_id)
-                return answer(RunnerError("the runner failed to execute the request"))
             finally:
-                state.admission.release(tenant)
                 gauges(state.admission)
-                if cancel.is_set():
-                    metrics.abandoned.labels("running").inc()
+        cancel = threading.Event()
+        # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
+        _on_disconnect(gone, cancel.set)
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                state.pool, run_sync, state, envelope, deadline, cancel
+            )
+        except RunnerError as exc:
+            return answer(exc)
+        except Exception:
+            # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
+            log.exception("execute_failed", request_id=envelope.context.request_id)
+            return answer(RunnerError("the runner failed to execute the request"))
         finally:
-            gone.cancel()
+            state.admission.release(tenant)
+            gauges(state.admission)
+            if cancel.is_set():
+                metrics.abandoned.labels("running").inc()
         metrics.duration.observe(outcome.duration_ms / 1000.0)
         metrics.fuel.inc(outcome.fuel_consumed)
         if outcome.error is not None:
@@ -241,7 +257,7 @@ def create_app(
             body_b64=base64.b64encode(outcome.body).decode(),
             metrics=_metrics_of(outcome),
         )
-        return Response(body.model_dump_json(), media_type="application/json")
+        return 200, body.model_dump_json().encode()
 
     async def healthz(_request: Request) -> Response:
         state = holder.get("state")
@@ -283,7 +299,7 @@ def create_app(
     return app
 
 
-def _on_disconnect(gone: asyncio.Future[None], action: Callable[[], object]) -> None:
+def _on_disconnect(gone: asyncio.Future[Any], action: Callable[[], object]) -> None:
     """Run `action` when the watcher saw the client leave (not when it is cancelled at the end)."""
     gone.add_done_callback(lambda f: None if f.cancelled() else action())
 
@@ -292,6 +308,13 @@ async def _disconnected(receive: Callable[[], Awaitable[MutableMapping[str, obje
     """Returns when the client has closed the connection (the body was already read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _error_body(error: RunnerError, outcome: Outcome | None = None) -> bytes:
+    body = ExecuteResponse(
+        error=ExecError(code=error.code.value, message=error.message), metrics=_metrics_of(outcome)
+    )
+    return body.model_dump_json().encode()
 
 
 def _metrics_of(outcome: Outcome | None) -> ExecMetrics | None:

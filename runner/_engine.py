@@ -132,6 +132,7 @@ class Runtime:
                         request,
                         max_bytes=_lift_bound(self.settings.max_response_bytes),
                         max_items=MAX_RESPONSE_HEADERS,
+                        signature=loaded.signature,
                     )
                 except LiftTooLarge as exc:
                     error = ResponseTooLarge(

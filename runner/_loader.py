@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -34,6 +34,7 @@ from bundles.blobstore import BlobStore, artifact_key, bundle_key
 from bundles.errors import BlobNotFound, BundleError
 from bundles.hashing import verify_content_hash
 from bundles.unpack import WASM_PATH, unpack_bundle
+from runner._adapter import Signature
 from runner.compile import engine_fingerprint
 from runner.errors import ModuleNotFound, ModuleRejected
 from schema.capabilities import WIT_PACKAGE
@@ -51,6 +52,8 @@ class Loaded:
     wants_wasi: bool
     size: int
     precompiled: bool
+    # The handler's types, read at its first call and reused by every later one (runner._adapter).
+    signature: Signature = field(default_factory=Signature, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,10 @@ a connection may fail over (`RunnerUnreachable`: nothing was sent), and it is bo
 Load shedding: each client holds at most `max_connections` calls in flight and one tenant at most its
 `tenant_share` of them; past either the call is refused at once (`RunnerSaturated`, 503 runner_busy,
 or the next runner) instead of queueing in the gateway where the runner's own fairness cannot see it.
-`http://host:port` and `unix:/path/to.sock` URLs are accepted.
+`http://host:port` and `unix:/path/to.sock` URLs speak HTTP/1.1 to `POST /v1/execute`;
+`frame://host:port` speaks the framed hop (schema.runner_frames) to the runner's EXT_FRAME_PORT: the
+same envelope and answer without HTTP on either side, after a challenge handshake that proves the
+gateway holds EXT_RUNNER_AUTH without sending it. Pooling, shedding and never-resend are the same.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
+from schema.runner_frames import (
+    ANSWER_HEAD,
+    HELLO_OK,
+    MAGIC,
+    NONCE_BYTES,
+    handshake_mac,
+    request_frame,
+)
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -70,15 +81,22 @@ class RunnerClient:
         tenant_share: float = 1.0,
     ) -> None:
         self._unix: str | None = None
+        self._framed = False
         if url.startswith("unix:"):
             self._unix = url.removeprefix("unix:")
             self._host, self._port, host_header = "", 0, "runner"
         else:
             parts = urlsplit(url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise ValueError(f"runner URL must be http://host:port or unix:/path, got {url!r}")
+            if parts.scheme not in ("http", "frame") or not parts.hostname:
+                raise ValueError(
+                    f"runner URL must be http://host:port, frame://host:port or unix:/path, got {url!r}"
+                )
+            if parts.scheme == "frame" and parts.port is None:
+                raise ValueError(f"a frame:// runner URL needs the runner's EXT_FRAME_PORT, got {url!r}")
+            self._framed = parts.scheme == "frame"
             self._host, self._port = parts.hostname, parts.port or 80
             host_header = parts.netloc
+        self._secret = auth.encode()
         self._head = (
             "POST /v1/execute HTTP/1.1\r\n"
             f"host: {host_header}\r\n"
@@ -110,18 +128,21 @@ class RunnerClient:
             raise RunnerSaturated("every connection to the runner is in use")
         if held >= self._tenant_max:
             raise RunnerSaturated("the tenant holds its share of the connections to the runner")
-        payload = b"".join(
-            (
-                self._head,
-                headers,
-                b"x-request-id: ",
-                request_id.encode("latin-1"),
-                b"\r\ncontent-length: ",
-                str(len(envelope)).encode(),
-                b"\r\n\r\n",
-                envelope,
+        if self._framed:
+            payload = request_frame(envelope)  # the request id travels inside the envelope
+        else:
+            payload = b"".join(
+                (
+                    self._head,
+                    headers,
+                    b"x-request-id: ",
+                    request_id.encode("latin-1"),
+                    b"\r\ncontent-length: ",
+                    str(len(envelope)).encode(),
+                    b"\r\n\r\n",
+                    envelope,
+                )
             )
-        )
         self._in_use += 1
         self._by_tenant[tenant] = held + 1
         try:
@@ -165,20 +186,47 @@ class RunnerClient:
             ) from exc
         except OSError as exc:
             raise RunnerUnreachable(f"runner unreachable: {type(exc).__name__}") from exc
-        return _Conn(reader, writer)
+        conn = _Conn(reader, writer)
+        if self._framed:
+            await self._hello(conn)
+        return conn
+
+    async def _hello(self, conn: _Conn) -> None:
+        """The framed hop's handshake; nothing of a call was sent yet, so failures may fail over,
+        except a refusal of our credentials (another runner would refuse them too)."""
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                challenge = await conn.reader.readexactly(len(MAGIC) + NONCE_BYTES)
+                if not challenge.startswith(MAGIC):
+                    raise BadGateway("runner does not speak the framed hop on this port")
+                conn.writer.write(handshake_mac(self._secret, challenge[len(MAGIC) :]))
+                verdict = await conn.reader.readexactly(1)
+        except TimeoutError as exc:
+            conn.close()
+            raise RunnerUnreachable(
+                f"runner unreachable: no handshake within {self._connect_timeout_s}s"
+            ) from exc
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            conn.close()
+            raise RunnerUnreachable(f"runner unreachable: handshake failed ({type(exc).__name__})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        if verdict != HELLO_OK:
+            conn.close()
+            raise BadGateway("runner refused the gateway's credentials (EXT_RUNNER_AUTH differs)")
 
     async def _roundtrip(self, conn: _Conn, payload: bytes) -> RunnerReply:
         # From the write on, the runner may have executed the request: every failure is final.
         try:
             conn.writer.write(payload)
-            head = await conn.reader.readuntil(b"\r\n\r\n")
-            status, length, chunked, keep_alive = _parse_head(head)
-            if chunked:
-                body = await _read_chunked(conn.reader)
-            elif length is not None:
-                body = await conn.reader.readexactly(length)
+            if self._framed:
+                status, length = ANSWER_HEAD.unpack(await conn.reader.readexactly(ANSWER_HEAD.size))
+                if length > _MAX_BODY:
+                    raise BadGateway("runner answer too large")
+                body, keep_alive = await conn.reader.readexactly(length), True
             else:
-                body, keep_alive = await conn.reader.read(_MAX_BODY), False
+                status, body, keep_alive = await _read_http(conn.reader)
         except asyncio.IncompleteReadError as exc:
             conn.close()
             raise BadGateway("runner closed the connection without a full answer") from exc
@@ -291,6 +339,17 @@ class RunnerPool:
     async def aclose(self) -> None:
         for client in self._clients:
             await client.aclose()
+
+
+async def _read_http(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, keep-alive) of one HTTP/1.x answer."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, length, chunked, keep_alive = _parse_head(head)
+    if chunked:
+        return status, await _read_chunked(reader), keep_alive
+    if length is not None:
+        return status, await reader.readexactly(length), keep_alive
+    return status, await reader.read(_MAX_BODY), False
 
 
 def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:

@@ -166,7 +166,7 @@ class UiPages:
         self._versions: TtlCache[tuple[str, str], dict[str, Any]] = TtlCache(
             ttl_s=settings.ui_version_ttl_s, negative_ttl_s=5.0, max_entries=10_000
         )
-        runner = settings.runner_url.split(",")[0].strip()
+        runner = settings.runner_http_url
         if runner.startswith("unix:"):
             transport = httpx.AsyncHTTPTransport(uds=runner.removeprefix("unix:"))
             runner = "http://runner"

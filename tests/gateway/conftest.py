@@ -84,9 +84,16 @@ class RunnerProcess:
         self.extra_env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The framed hop (schema.runner_frames) on a second port; both serve the same executions.
+        self.frame_port = free_port()
+        self.frame_url = f"frame://127.0.0.1:{self.frame_port}"
         self.data_dir = data_dir
         self.database_url = database_url
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def hop_url(self, hop: str) -> str:
+        """The URL a gateway lists for this runner over `hop` ("http" or "frame")."""
+        return self.frame_url if hop == "frame" else self.url
 
     def start(self) -> None:
         env = {
@@ -94,6 +101,7 @@ class RunnerProcess:
             "EXT_ENV": "test",
             "EXT_HOST": "127.0.0.1",
             "EXT_PORT": str(self.port),
+            "EXT_FRAME_PORT": str(self.frame_port),
             "EXT_DATA_DIR": str(self.data_dir),
             "EXT_DATABASE_URL": self.database_url,
             "EXT_RUNNER_AUTH": RUNNER_AUTH,
@@ -368,6 +376,8 @@ async def gateway_factory(
 
     async def make(runner_url: str | None = None, **overrides: Any) -> Gateway:
         overrides.setdefault("redis_url", redis_url)
+        if runner_url and all(u.startswith("frame://") for u in runner_url.split(",")):
+            overrides.setdefault("runner_ui_url", shared_runner.url)  # UI files need the HTTP port
         gw = await open_gateway(
             gateway_settings(db_url, runner_url=runner_url or shared_runner.url, **overrides)
         )

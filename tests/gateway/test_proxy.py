@@ -17,6 +17,17 @@ from tests.gateway.test_policy import assert_error
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["http", "frame"])
+def hop(request: pytest.FixtureRequest) -> str:
+    """Every test here runs over both gateway → runner hops: HTTP and the framed one."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def gateway(gateway_factory: GatewayFactory, shared_runner: RunnerProcess, hop: str) -> Gateway:
+    return await gateway_factory(runner_url=shared_runner.hop_url(hop))
+
+
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
@@ -111,13 +122,17 @@ async def test_runner_deadline_is_handler_timeout(gateway: Gateway, registry: Re
 
 
 async def test_fuel_exhaustion_is_bad_gateway(
-    gateway_factory: GatewayFactory, registry: Registry, runner_data_dir: Path, database_server_url: str
+    gateway_factory: GatewayFactory,
+    registry: Registry,
+    runner_data_dir: Path,
+    database_server_url: str,
+    hop: str,
 ) -> None:
     # A small fuel budget (200 ms x 1000/ms) runs out long before the 200 ms deadline.
     runner = RunnerProcess(runner_data_dir, database_server_url, EXT_FUEL_PER_MS="1000")
     runner.start()
     try:
-        gw: Gateway = await gateway_factory(runner_url=runner.url)
+        gw: Gateway = await gateway_factory(runner_url=runner.hop_url(hop))
         a = tenant()
         await registry.install(a, "com.acme.slow", timeout_ms=200)
         token = await registry.token(a, "ext:read")
@@ -129,9 +144,9 @@ async def test_fuel_exhaustion_is_bad_gateway(
 
 
 async def test_gateway_timeout_is_handler_timeout(
-    gateway_factory: GatewayFactory, registry: Registry
+    gateway_factory: GatewayFactory, registry: Registry, shared_runner: RunnerProcess, hop: str
 ) -> None:
-    gw: Gateway = await gateway_factory(gateway_timeout_ms=300)
+    gw: Gateway = await gateway_factory(runner_url=shared_runner.hop_url(hop), gateway_timeout_ms=300)
     a = tenant()
     await registry.install(a, "com.acme.slow", timeout_ms=10_000)
     token = await registry.token(a, "ext:read")
@@ -143,12 +158,16 @@ async def test_gateway_timeout_is_handler_timeout(
 
 
 async def test_runner_down_is_fast_bad_gateway_and_recovers(
-    gateway_factory: GatewayFactory, registry: Registry, runner_data_dir: Path, database_server_url: str
+    gateway_factory: GatewayFactory,
+    registry: Registry,
+    runner_data_dir: Path,
+    database_server_url: str,
+    hop: str,
 ) -> None:
     runner = RunnerProcess(runner_data_dir, database_server_url)
     runner.start()
     try:
-        gw: Gateway = await gateway_factory(runner_url=runner.url)
+        gw: Gateway = await gateway_factory(runner_url=runner.hop_url(hop))
         a = tenant()
         await registry.install(a, "com.acme.app")
         token = await registry.token(a, "ext:read")
@@ -196,8 +215,10 @@ async def test_unknown_runner_bundle_is_bad_gateway(gateway: Gateway, registry: 
     assert_error(resp, 502, "bad_gateway")
 
 
-async def test_body_limit(gateway_factory: GatewayFactory, registry: Registry) -> None:
-    gw: Gateway = await gateway_factory(max_body_bytes=1024)
+async def test_body_limit(
+    gateway_factory: GatewayFactory, registry: Registry, shared_runner: RunnerProcess, hop: str
+) -> None:
+    gw: Gateway = await gateway_factory(runner_url=shared_runner.hop_url(hop), max_body_bytes=1024)
     a = tenant()
     await registry.install(a, "com.acme.app")
     token = await registry.token(a, "ext:write")
@@ -263,12 +284,13 @@ async def test_several_runners_share_calls_and_cover_for_a_dead_one(
     shared_runner: RunnerProcess,
     runner_data_dir: Path,
     database_server_url: str,
+    hop: str,
 ) -> None:
     second = RunnerProcess(runner_data_dir, database_server_url, EXT_FUEL_PER_MS="1000000000")
     second.start()
     try:
         dead = f"http://127.0.0.1:{free_port()}"
-        gw = await gateway_factory(runner_url=f"{shared_runner.url},{dead},{second.url}")
+        gw = await gateway_factory(runner_url=f"{shared_runner.hop_url(hop)},{dead},{second.hop_url(hop)}")
         a = tenant()
         await registry.install(a, "com.acme.app")
         token = await registry.token(a, "ext:read")

@@ -27,15 +27,16 @@ class CuttingProxy:
     answering (so the request has certainly executed), then closes both sides without forwarding a
     byte of the answer: a connection that dies after the write and before the answer."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, scheme: str = "http") -> None:
         self.upstream_port = upstream_port
+        self.scheme = scheme
         self.cut = False
         self.server: asyncio.Server | None = None
         self.url = ""
 
     async def __aenter__(self) -> CuttingProxy:
         self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.url = f"{self.scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -75,9 +76,11 @@ async def _executions(runner: RunnerProcess) -> float:
     return sum(float(v) for v in re.findall(r"^extplane_runner_executions_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-@pytest.fixture
-async def proxy(shared_runner: RunnerProcess) -> AsyncIterator[CuttingProxy]:
-    async with CuttingProxy(shared_runner.port) as p:
+@pytest.fixture(params=["http", "frame"])
+async def proxy(request: pytest.FixtureRequest, shared_runner: RunnerProcess) -> AsyncIterator[CuttingProxy]:
+    """In front of the runner's HTTP port or its framed one (schema.runner_frames)."""
+    port = shared_runner.frame_port if request.param == "frame" else shared_runner.port
+    async with CuttingProxy(port, request.param) as p:
         yield p
 
 
