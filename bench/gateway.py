@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTH = "bench-runner-auth-0123456789abcdef"
 CONCURRENCY = (1, 8, 32, 64)  # end to end
 TRANSPORT_CONCURRENCY = (1, 8, 32)  # the in-process hop comparison
+SETTLE_S = 1.0  # pause between two end-to-end load runs (see _run)
 HELLO_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -512,6 +513,10 @@ def _run(
         results: dict[tuple[str, int], Result] = {}
         # Round-robin per concurrency level, first place rotating: noise hits floors and subjects alike.
         for conns, target in schedule(targets, CONCURRENCY):
+            # wrk stops with up to `conns` calls in flight; the runner finishes them (a thread is busy
+            # until the guest's next deadline check), so let them drain before the next target meets
+            # a full runner and gets 503 runner_busy that belong to the previous one.
+            time.sleep(SETTLE_S)
             results[(target.name, conns)] = measure(target, conns, args.duration, work)
         out += _e2e_table([t.name for t in targets], results)
         summary += e2e_rows(
