@@ -11,10 +11,12 @@ Measured in one run, on this machine, with the same load generator:
    * a uvicorn + Starlette hello-world (same server flags) — the floor of a Python web framework;
    * the runner alone (`POST /v1/execute`), to separate the guest's cost from the gateway's;
    * tenant → `python -m api.gateway` → `python -m runner` → guest, for the C echo fixture and the
-     Python hello sample's `/echo` endpoint;
+     Python hello sample's `/echo` endpoint, once over the HTTP hop and once over the framed hop
+     (a second gateway with `frame://` runner URLs to the same runners);
    and the ratio of each to both floors (req/s), p50/p99 vs the Starlette floor's. The targets are
    interleaved: at each concurrency every target runs once, in an order rotated per level
-   (bench/_interleave.py), so machine noise hits the floors and the subjects alike.
+   (bench/_interleave.py), so machine noise hits the floors and the subjects alike; SETTLE_S
+   between runs lets the calls a run left in flight drain from the runner first.
 
 Load: `wrk` when installed (`apt-get install -y wrk`); otherwise the bench says so and uses a Python
 asyncio keep-alive generator (which itself needs CPU, so its numbers are lower). Services: Postgres
