@@ -3,11 +3,13 @@
 Runs, in one process, each module's `rows()` (baseline and subject interleaved inside each module):
 components (compile vs deserialize of the Python sample, memory per loaded component), installs
 (gateway install resolution at 10 vs 10,000 installs, cold and cached), runner (per-call overhead vs
-bare wasmtime-py, first call, RSS, ASGI and HTTP), gateway (hop transport, limiter round trip, end-to-end
-req/s vs bare uvicorn), deadlines (answer time - timeout of a spinning guest, a victim tenant's latency
-during another tenant's flood), debug_stream (execute with the Redis debug sink vs memory, log-to-SSE
-delay), control_plane (publish and install vs an empty one-activity workflow), load, and hostile (issue
-11's attacks against a full stack while another tenant's benign call is timed; bench/hostile.py).
+bare wasmtime-py, first call, RSS, ASGI and HTTP), extism_compare (the runner's per-call cost vs the
+Extism Python SDK's fresh Plugin per call), gateway (hop transport, limiter round trip, end-to-end
+req/s and p50/p99 at c=1/8/32/64 vs bare uvicorn and uvicorn+Starlette), deadlines (answer time -
+timeout of a spinning guest, a victim tenant's latency during another tenant's flood), debug_stream
+(execute with the Redis debug sink vs memory, log-to-SSE delay), control_plane (publish and install
+vs an empty one-activity workflow), load, and hostile (issue 11's attacks against a full stack while
+another tenant's benign call is timed; bench/hostile.py).
 Then prints ONE table (figure, value, baseline, ratio) and writes it to
 bench/results/latest.json. Each module's detailed report stays `python -m bench.<name>`.
 
@@ -39,6 +41,7 @@ ORDER = (
     "components",
     "installs",
     "runner",
+    "extism_compare",
     "gateway",
     "deadlines",
     "debug_stream",
@@ -73,6 +76,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], list[Row]]]:
             out[name] = functools.partial(rows, samples=60)
         elif quick and name == "load":
             out[name] = functools.partial(rows, calls=2000, concurrency=16)
+        elif quick and name == "extism_compare":
+            out[name] = functools.partial(rows, rounds=500)
         elif quick and name == "components":
             out[name] = functools.partial(rows, rounds=1, k=3)
         else:

@@ -6,12 +6,17 @@ Measured in one run, on this machine, with the same load generator:
 1. runner hop transport, in-process: `httpx.AsyncClient` (keep-alive) vs the gateway's RunnerClient
    (raw HTTP/1.1 keep-alive) posting one execute envelope to `python -m runner` — the choice; and
    the same for the limiter's Redis round trip: redis-py EVALSHA vs api.gateway.resp.RespClient.
-2. end to end, requests/s and p50/p99 at 1, 8 and 32 concurrent connections:
+2. end to end, requests/s and p50/p99 at 1, 8, 32 and 64 concurrent connections:
    * a bare uvicorn hello-world (plain ASGI, uvloop + httptools, 1 worker) — the floor;
+   * a uvicorn + Starlette hello-world (same server flags) — the floor of a Python web framework;
    * the runner alone (`POST /v1/execute`), to separate the guest's cost from the gateway's;
    * tenant → `python -m api.gateway` → `python -m runner` → guest, for the C echo fixture and the
-     Python hello sample's `/echo` endpoint;
-   and the ratio of each to the bare hello-world.
+     Python hello sample's `/echo` endpoint, once over the HTTP hop and once over the framed hop
+     (a second gateway with `frame://` runner URLs to the same runners);
+   and the ratio of each to both floors (req/s), p50/p99 vs the Starlette floor's. The targets are
+   interleaved: at each concurrency every target runs once, in an order rotated per level
+   (bench/_interleave.py), so machine noise hits the floors and the subjects alike; SETTLE_S
+   between runs lets the calls a run left in flight drain from the runner first.
 
 Load: `wrk` when installed (`apt-get install -y wrk`); otherwise the bench says so and uses a Python
 asyncio keep-alive generator (which itself needs CPU, so its numbers are lower). Services: Postgres
@@ -48,6 +53,7 @@ from api.auth import token_hash
 from api.gateway.ratelimit import TOKEN_BUCKET, bucket_key
 from api.gateway.resp import RespClient
 from api.gateway.runner_client import RunnerClient
+from bench._interleave import Floors, Result, e2e_rows, schedule, tolerable
 from bench.report import Row
 from cli.devstack.stack import Stack
 from core.migrations import ensure_database, migrate
@@ -57,7 +63,9 @@ from tests.runner.runner_helpers import python_guest as build_python_guest
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = "bench-runner-auth-0123456789abcdef"
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 8, 32, 64)  # end to end
+TRANSPORT_CONCURRENCY = (1, 8, 32)  # the in-process hop comparison
+SETTLE_S = 1.0  # pause between two end-to-end load runs (see _run)
 HELLO_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -66,13 +74,20 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})
     await send({"type": "http.response.body", "body": b"hello"})
 """
+STARLETTE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
+async def hello(request):
+    return PlainTextResponse("hello")
+
+
+app = Starlette(routes=[Route("/", hello)])
+"""
+BARE = "bare uvicorn hello (ASGI)"
+STARLETTE = "uvicorn + Starlette hello"
 
 
 @dataclass(frozen=True)
@@ -96,10 +111,15 @@ def run_wrk(target: Target, conns: int, duration: float, work: Path) -> Result:
         text=True,
         check=True,
     ).stdout
-    if "Non-2xx" in out:
+    failed_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    failed = int(failed_match.group(1)) if failed_match else 0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if not tolerable(failed, requests):
         raise RuntimeError(f"{target.name}: non-2xx answers under load:\n{out}")
+    if failed:
+        print(f"{target.name} c={conns}: {failed} of {requests} answers non-2xx (counted)", file=sys.stderr)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Result(rps, _wrk_ms(out, "50%"), _wrk_ms(out, "99%"))
+    return Result(rps, _wrk_ms(out, "50%"), _wrk_ms(out, "99%"), failed)
 
 
 def _wrk_ms(out: str, pct: str) -> float:
@@ -339,7 +359,7 @@ async def transport_rows(
     """The hop alone, inside one process, as (baseline, subject) pairs: what a generic client costs vs
     the raw keep-alive client, and the raw HTTP client vs the framed hop to the same runner."""
     rows: list[tuple[str, int, Result]] = []
-    for conns in CONCURRENCY:
+    for conns in TRANSPORT_CONCURRENCY:
         rows.append(("httpx.AsyncClient", conns, await _with_httpx(runner_url, env_bytes, conns, duration)))
         raw = await _with_raw(runner_url, env_bytes, conns, duration)
         rows.append(("RunnerClient (raw)", conns, raw))
@@ -384,13 +404,24 @@ def _run(
     db_url, data_dir, hashes, token = seed_registry(
         work, server_url, database=f"extplane_bench_{os.getpid()}", python_guest=not args.skip_python_guest
     )
-    base_env = {**os.environ, "EXT_ENV": "test", "EXT_LOG_LEVEL": "warning", "EXT_RUNNER_AUTH": AUTH}
-    gw_port, hello_port = free_port(), free_port()
+    # One tenant drives every connection, so fair sharing is off (EXT_TENANT_SHARE=1.0): at the default
+    # 0.5 the runner (4 threads + 64 queued) and the gateway (64 runner connections) would answer
+    # 503 runner_busy past ~32 of one tenant's calls in flight, and c=64 would measure refusals.
+    base_env = {
+        **os.environ,
+        "EXT_ENV": "test",
+        "EXT_LOG_LEVEL": "warning",
+        "EXT_RUNNER_AUTH": AUTH,
+        "EXT_TENANT_SHARE": "1.0",
+    }
+    gw_port, hello_port, star_port = free_port(), free_port(), free_port()
     runner_ports = [free_port() for _ in range(args.runners)]
     runner_url = f"http://127.0.0.1:{runner_ports[0]}"  # the direct measurements use the first
     (work / "hello_app.py").write_text(HELLO_APP)
-    hello_argv = [sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(hello_port)]
-    hello_argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    (work / "starlette_app.py").write_text(STARLETTE_APP)
+    uv_flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    hello_argv = [sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(hello_port), *uv_flags]
+    star_argv = [sys.executable, "-m", "uvicorn", "starlette_app:app", "--port", str(star_port), *uv_flags]
     runner_env = {**base_env, "EXT_DATA_DIR": str(data_dir), "EXT_DATABASE_URL": db_url}
     gw_env = {
         **base_env,
@@ -411,6 +442,7 @@ def _run(
     hello_env = {**base_env, "PYTHONPATH": str(work)}
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(hello_argv, hello_env, f"http://127.0.0.1:{hello_port}/"))
+        stack.enter_context(process(star_argv, hello_env, f"http://127.0.0.1:{star_port}/"))
         for port, fport in zip(runner_ports, frame_ports, strict=True):
             env = {**runner_env, "EXT_PORT": str(port), "EXT_FRAME_PORT": str(fport)}
             stack.enter_context(
@@ -418,7 +450,10 @@ def _run(
             )
         stack.enter_context(process(gw_argv, gw_env, f"http://127.0.0.1:{gw_port}/healthz"))
         stack.enter_context(process(gwf_argv, gwf_env, f"http://127.0.0.1:{gwf_port}/healthz"))
-        targets = [Target("bare uvicorn hello (ASGI)", f"http://127.0.0.1:{hello_port}/")]
+        targets = [
+            Target(BARE, f"http://127.0.0.1:{hello_port}/"),
+            Target(STARLETTE, f"http://127.0.0.1:{star_port}/"),
+        ]
         for name, digest in hashes.items():
             body = envelope(digest, name)
             targets.append(
@@ -475,36 +510,46 @@ def _run(
             f"\nEnd to end ({'wrk' if shutil.which('wrk') else 'python loadgen'}, {args.duration}s each, "
             f"gateway workers={args.workers}, runner processes={args.runners})"
         )
-        results: dict[tuple[str, int], Result] = {}
         for target in targets:
             measure(target, 4, 1, work)  # warm caches, components and keep-alive pools
-            for conns in CONCURRENCY:
-                results[(target.name, conns)] = measure(target, conns, args.duration, work)
-        header = "".join(f"{'c=' + str(c):>34}" for c in CONCURRENCY)
-        out.append(f"  {'target':<34}{header}")
-        for target in targets:
-            cells = []
-            for conns in CONCURRENCY:
-                r = results[(target.name, conns)]
-                base = results[(targets[0].name, conns)]
-                ratio = r.rps / base.rps
-                cells.append(f"{r.rps:>8,.0f}/s {r.p50_ms:5.2f}/{r.p99_ms:6.2f}ms x{ratio:5.3f}")
-                summary.append(
-                    Row(
-                        f"e2e {target.name}, c={conns}",
-                        r.rps,
-                        "req/s",
-                        None if target is targets[0] else base.rps,
-                        baseline_figure="" if target is targets[0] else "bare uvicorn",
-                        extra={"p50_ms": r.p50_ms, "p99_ms": r.p99_ms},
-                    )
-                )
-            out.append(f"  {target.name:<34}" + "".join(f"{c:>34}" for c in cells))
-        out.append(
-            "  (req/s, p50/p99 latency, ratio of req/s to the bare hello-world at the same concurrency)"
+        results: dict[tuple[str, int], Result] = {}
+        # Round-robin per concurrency level, first place rotating: noise hits floors and subjects alike.
+        for conns, target in schedule(targets, CONCURRENCY):
+            # wrk stops with up to `conns` calls in flight; the runner finishes them (a thread is busy
+            # until the guest's next deadline check), so let them drain before the next target meets
+            # a full runner and gets 503 runner_busy that belong to the previous one.
+            time.sleep(SETTLE_S)
+            results[(target.name, conns)] = measure(target, conns, args.duration, work)
+        out += _e2e_table([t.name for t in targets], results)
+        summary += e2e_rows(
+            [t.name for t in targets],
+            CONCURRENCY,
+            results,
+            FLOORS,
+            latency_of=lambda name: name.startswith("gateway"),  # both hops: HTTP and framed
         )
     asyncio.run(_drop(db_url))
     return summary, out
+
+
+FLOORS = Floors(bare=BARE, framework=STARLETTE)
+
+
+def _e2e_table(names: list[str], results: dict[tuple[str, int], Result]) -> list[str]:
+    """The detailed report: one line per target and concurrency, ratios to both floors."""
+    head = f"{'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8} {'vs Starlette':>12}"
+    out = [f"  {'target':<40} {head}"]
+    for name in names:
+        for conns in CONCURRENCY:
+            r = results[(name, conns)]
+            bare, star = results[(BARE, conns)], results[(STARLETTE, conns)]
+            out.append(
+                f"  {name:<40} {conns:>3} {r.rps:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+                f" {r.rps / bare.rps:>7.3f}x {r.rps / star.rps:>11.3f}x"
+                + (f"  ({r.failed} non-2xx)" if r.failed else "")
+            )
+    out.append("  (req/s ratios at the same concurrency; targets interleaved round-robin per level)")
+    return out
 
 
 def _pairs(what: str, measured: list[tuple[str, int, Result]]) -> list[Row]:

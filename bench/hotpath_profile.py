@@ -33,22 +33,21 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench._interleave import Result
 from bench.anatomy import CATEGORIES, read, table
-from bench.gateway import AUTH, HELLO_APP, ROOT, Result, Target, _drop, _wrk_ms, seed_registry, services
+from bench.gateway import (
+    AUTH,
+    HELLO_APP,
+    ROOT,
+    STARLETTE_APP,
+    Target,
+    _drop,
+    _wrk_ms,
+    seed_registry,
+    services,
+)
 from tests.gateway.conftest import free_port, wait_http
 
-STARLETTE_APP = """
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
-
-async def hello(request):
-    return PlainTextResponse("hello")
-
-
-app = Starlette(routes=[Route("/", hello)])
-"""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
