@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from bundles.pack import pack_directory
 from bundles.signing import generate_keypair, public_key_to_pem, sign_bundle
 from cli.devstack import apps as app_specs
 from cli.devstack.postgres import EmbeddedPostgres
-from cli.devstack.procs import free_port, pid_alive, start_detached, stop_pid
+from cli.devstack.procs import pid_alive, start_detached, stop_pid
 from cli.devstack.redis import EmbeddedRedis
 from cli.devstack.stack import Stack, StackInfo
 from core.codec import data_converter
@@ -37,6 +38,32 @@ from core.temporal import connect_temporal
 from schema.manifest import parse_manifest
 
 REPO = Path(__file__).resolve().parents[2]
+# App ports of fault stacks come from a block of their own per xdist worker, below Linux's ephemeral
+# range (32768-60999): a port picked by bind(0) and released was seen taken by another worker's
+# process before the app bound it (a fault test's operator API call answered by a stranger: 404).
+# Here no other worker's picks, and no kernel-chosen port, can fall in this worker's block.
+APP_PORT_BASE = 20000
+APP_PORT_BLOCK = 400
+_next_port: dict[str, int] = {}
+
+
+def app_port(worker: str | None = None) -> int:
+    """A free port from this xdist worker's block (gw0 → 20000-20399, gw1 → 20400-20799, ...)."""
+    name = worker or os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(name.removeprefix("gw") or 0) % 30
+    base = APP_PORT_BASE + index * APP_PORT_BLOCK
+    for _ in range(APP_PORT_BLOCK):
+        port = _next_port.get(name, base)
+        _next_port[name] = base + (port + 1 - base) % APP_PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # still held by an earlier stack of this worker
+        return port
+    raise RuntimeError(f"no free port in {base}-{base + APP_PORT_BLOCK - 1}")
+
+
 TINY_WASM = REPO / "tests" / "bundles" / "fixtures" / "handler.wasm"
 PUBLISHER = "faults"
 T = TypeVar("T")
@@ -97,7 +124,7 @@ class FaultStack:
         # Stack picks each app's default port (8080...) when it is free at that instant, which races
         # with other stacks starting in parallel; a free port recorded beforehand is used instead.
         self.root.mkdir(parents=True, exist_ok=True)
-        seeded = {spec.name: {"port": free_port()} for spec in app_specs.APPS if spec.default_port}
+        seeded = {spec.name: {"port": app_port()} for spec in app_specs.APPS if spec.default_port}
         (self.root / "state.json").write_text(json.dumps({"services": seeded}))
         self.info = self.stack.up()
         return self.info
