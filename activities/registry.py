@@ -18,6 +18,7 @@ from schema.payloads.publish import (
     RegisterVersionInput,
     RegisterVersionResult,
 )
+from schema.schedules import SchedulePolicy
 
 
 def published_result(v: read.VersionRecord) -> PublishResult:
@@ -40,8 +41,11 @@ def published_result(v: read.VersionRecord) -> PublishResult:
 
 
 class RegistryActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, schedules: SchedulePolicy | None = None) -> None:
         self.pool = pool
+        # Operator limits, from worker settings: not in the activity input, so they stay out of
+        # workflow history and a changed limit applies to the next change without a new workflow.
+        self.schedules = schedules or SchedulePolicy()
 
     @activity.defn(name="lookup_published")
     async def lookup_published(self, inp: LookupPublishedInput) -> LookupPublishedResult:
@@ -92,4 +96,4 @@ class RegistryActivities:
     @activity.defn(name="apply_install_change")
     async def apply_install_change(self, inp: ApplyInstallChangeInput) -> ApplyInstallChangeResult:
         with activity_errors():
-            return await write.apply_install_change(self.pool, inp)
+            return await write.apply_install_change(self.pool, inp, schedules=self.schedules)

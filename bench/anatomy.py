@@ -166,7 +166,7 @@ RULES: tuple[Rule, ...] = (
     Rule("serialization", "/base64.py"),
     Rule("serialization", _site("pydantic")),
     Rule("serialization", _site("pydantic_core")),
-    Rule("serialization", "/api/gateway/envelope.py", "envelope"),
+    Rule("serialization", "/registry/envelope.py", "envelope"),
     Rule("serialization", "/api/gateway/http.py", "map_runner_reply"),
     Rule("serialization", "/schema/envelope.py"),
     # -- auth

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schema.namespaces import NamespacePolicy
+from schema.schedules import DEFAULT_MAX_PER_TENANT, DEFAULT_MIN_INTERVAL_S
 from schema.temporal import CONTROL_TASK_QUEUE, compile_task_queue_for
 
 MIN_SECRET_LENGTH = 16
@@ -298,6 +299,13 @@ class WorkerSettings(CommonSettings):
     # A new name in a namespace nobody registered: `claim` (its first publish claims the namespace for
     # the publisher, audited) or `strict` (refused until an admin registers it; for production).
     namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM
+    # Manifest schedules (schema.schedules): the shortest interval a cron may fire at, and how many
+    # schedules all installs of one tenant may declare together.
+    schedule_min_interval_s: int = Field(default=DEFAULT_MIN_INTERVAL_S, ge=60)
+    schedule_max_per_tenant: int = Field(default=DEFAULT_MAX_PER_TENANT, ge=0)
+    # Scheduled runs call a runner like the gateway does: its http:// or unix: URL and shared secret.
+    runner_url: str = "http://127.0.0.1:8091"
+    runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
 
     @property
     def blob_root(self) -> Path:
@@ -307,8 +315,19 @@ class WorkerSettings(CommonSettings):
     def compile_task_queue(self) -> str:
         return compile_task_queue_for(self.control_task_queue)
 
+    @property
+    def runner_http_url(self) -> str:
+        """The first http:// or unix: entry of runner_url (a shared EXT_RUNNER_URL may list frame://
+        entries for gateways; scheduled runs use HTTP)."""
+        for url in (u.strip() for u in self.runner_url.split(",")):
+            if url and not url.startswith("frame://"):
+                return url
+        raise ValueError("EXT_RUNNER_URL has no http:// or unix: entry for scheduled runs")
+
     @model_validator(mode="after")
     def _keys(self) -> Self:
         if not self.is_dev and not self.master_keys.get_secret_value():
             raise ValueError("EXT_MASTER_KEYS is missing; set '<version>:<base64 32 bytes>' entries")
+        self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
+        self.runner_http_url  # noqa: B018 -- fails at start rather than at the first scheduled run
         return self

@@ -68,3 +68,14 @@ class ErrorCode(StrEnum):
     CONSENT_REQUIRED = "consent_required"
     # rollback --to a version this install never ran (409); `details.version` names it.
     VERSION_NOT_IN_HISTORY = "version_not_in_history"
+    # upgrade/rollback to a version that no longer declares an endpoint a schedule of the install
+    # calls (409); `details.schedules` names them: re-send with them in drop_schedules.
+    SCHEDULE_ENDPOINT_DROPPED = "schedule_endpoint_dropped"
+    # a version's schedules break an operator limit: a cron more frequent than the minimum interval,
+    # or more schedules in the tenant than allowed (422); `details` names the limit and the value.
+    SCHEDULE_LIMIT_EXCEEDED = "schedule_limit_exceeded"
+    # pause/resume/run of a schedule whose install is not active (409).
+    INSTALL_NOT_ACTIVE = "install_not_active"
+    # a scheduled run whose guest answered 5xx or failed (trap, fuel, deadline): the run's workflow
+    # fails with it so Temporal UI shows the run red; the next run is not affected.
+    SCHEDULED_RUN_FAILED = "scheduled_run_failed"

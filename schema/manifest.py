@@ -18,6 +18,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schema.capabilities import ALL_CAPABILITIES, Capability
+from schema.cron import CronError, parse_cron
 from schema.jsontext import dotted, unstorable
 
 NAME_RE = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"
@@ -43,6 +44,10 @@ MAX_MEMORY_MB = 4096
 MAX_ENDPOINTS = 256
 MAX_MANIFEST_BYTES = 256 * 1024
 MAX_CONFIG_SCHEMA_DEPTH = 64
+MAX_SCHEDULES = 50
+MAX_SCHEDULE_BODY_CHARS = 100_000
+SCHEDULE_NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+SCHEDULABLE_METHODS = ("GET", "POST")
 
 RUNTIME = "wasm-component@1"
 
@@ -109,6 +114,61 @@ class Api(_Strict):
         return v
 
 
+class Schedule(_Strict):
+    """A recurring call of one declared endpoint (a Temporal Schedule per install, times in UTC)."""
+
+    name: Annotated[str, Field(pattern=SCHEDULE_NAME_RE, description="unique in the manifest")]
+    cron: Annotated[
+        str, Field(max_length=128, description="five fields, UTC: minute hour day-of-month month day-of-week")
+    ]
+    endpoint: Annotated[
+        str, Field(max_length=520, description="'GET /path' or 'POST /path' of a declared endpoint")
+    ]
+    body: Annotated[dict[str, Any] | list[Any] | None, Field(description="JSON sent to a POST endpoint")] = (
+        None
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        try:
+            parse_cron(v)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        method, _, path = v.partition(" ")
+        if method not in SCHEDULABLE_METHODS or not path.startswith("/"):
+            raise ValueError("must be 'GET /path' or 'POST /path'")
+        if any(seg.startswith(":") for seg in path.split("/")):
+            raise ValueError("must name an endpoint without ':params' (a schedule has no values for them)")
+        return v
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, v: dict[str, Any] | list[Any] | None) -> dict[str, Any] | list[Any] | None:
+        if v is not None and len(json.dumps(v, separators=(",", ":"))) > MAX_SCHEDULE_BODY_CHARS:
+            raise ValueError(f"is longer than {MAX_SCHEDULE_BODY_CHARS} characters as JSON")
+        return v
+
+    @model_validator(mode="after")
+    def _body_needs_post(self) -> Schedule:
+        if self.body is not None and self.method != "POST":
+            raise _FieldError("body", "is only sent to a POST endpoint")
+        return self
+
+    @property
+    def method(self) -> str:
+        return self.endpoint.partition(" ")[0]
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.partition(" ")[2]
+
+
 class Ui(_Strict):
     type: Literal["iframe"]
     entry: Annotated[str, Field(min_length=1, max_length=512)]
@@ -145,6 +205,7 @@ class Manifest(_Strict):
     ] = []
     limits: Limits = Limits()
     config_schema: dict[str, Any] | None = None
+    schedules: Annotated[list[Schedule], Field(max_length=MAX_SCHEDULES)] = []
 
     @field_validator("capabilities", mode="before")
     @classmethod
@@ -189,6 +250,14 @@ class Manifest(_Strict):
             raise _FieldError("egress", "needs capability cap:http.fetch")
         if Capability.UI_PROXY in self.capabilities and self.ui is None:
             raise _FieldError("ui", "is required when capability cap:ui.proxy is requested")
+        declared = {(ep.method, ep.path) for ep in (self.api.endpoints if self.api else [])}
+        names: set[str] = set()
+        for i, sched in enumerate(self.schedules):
+            if sched.name in names:
+                raise _FieldError(("schedules", i, "name"), f"repeats the schedule name {sched.name!r}")
+            names.add(sched.name)
+            if (sched.method, sched.path) not in declared:
+                raise _FieldError(("schedules", i, "endpoint"), f"{sched.endpoint} is not in api.endpoints")
         return self
 
 
@@ -214,8 +283,8 @@ class ManifestError(ValueError):
 class _FieldError(ValueError):
     """Raised by cross-field validators to point at a specific field."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
+    def __init__(self, field: str | tuple[str | int, ...], message: str) -> None:
+        self.path: tuple[str | int, ...] = (field,) if isinstance(field, str) else field
         super().__init__(message)
 
 
@@ -271,6 +340,7 @@ _PATTERN_MESSAGES = {
     "name": "must be a lowercase reverse-domain name with at least two segments, e.g. com.acme.hello",
     "publisher": "must be a lowercase slug of letters, digits and '-', e.g. acme",
     "version": "must be a semantic version such as 1.2.3 or 1.2.3-rc.1",
+    "schedules.name": "must be a lowercase slug of letters, digits and '-', at most 63 characters",
     "egress": (
         "must be a lowercase host name or '*.' + domain (not an IP address), without scheme, port or path"
     ),
@@ -284,11 +354,13 @@ def _issues_from(exc: ValidationError) -> list[ManifestIssue]:
         cause = err.get("ctx", {}).get("error")
         message = str(err["msg"]).removeprefix("Value error, ")
         if isinstance(cause, _FieldError):
-            loc = (cause.field,)
+            loc = (*loc, *cause.path)  # the validator's own location, then the field it names
         elif isinstance(cause, _IndexedError):
             loc = (*loc, cause.index)
         if err["type"] == "string_pattern_mismatch":
             field = next((part for part in reversed(loc) if isinstance(part, str)), "")
+            if loc[:1] == ("schedules",):
+                field = f"schedules.{field}"
             message = _PATTERN_MESSAGES.get(field, message)
         if err["type"] == "extra_forbidden":
             message = "unknown field"

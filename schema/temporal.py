@@ -86,6 +86,8 @@ class WorkflowType(StrEnum):
     REGISTER_NAMESPACE = "RegisterNamespace"
     REMOVE_NAMESPACE = "RemoveNamespace"
     ROLLOUT = "Rollout"
+    SCHEDULED_RUN = "ScheduledRun"
+    SCHEDULE_CONTROL = "ScheduleControl"
 
 
 # Update of the Install entity workflow: InstallRequest -> InstallChangeResult.
@@ -134,3 +136,22 @@ ROLLOUT_PAUSE_UPDATE = "pause"
 ROLLOUT_RESUME_UPDATE = "resume"
 ROLLOUT_ABORT_UPDATE = "abort"
 ROLLOUT_STATUS_QUERY = "status"
+
+
+def install_schedule_id(tenant_id: str, extension: str, schedule: str) -> str:
+    """The Temporal Schedule of one manifest schedule of one install. Its runs are workflows
+    `<this>/run-<timestamp>` (Temporal appends the time); a run-now is `<this>/manual/<request id>`."""
+    return f"schedule/{tenant_id}/{extension}/{schedule}"
+
+
+def scheduled_run_workflow_id(tenant_id: str, extension: str, schedule: str) -> str:
+    """The workflow id a Schedule's action gives; Temporal appends `-<scheduled time>` per run."""
+    return f"{install_schedule_id(tenant_id, extension, schedule)}/run"
+
+
+def manual_run_workflow_id(tenant_id: str, extension: str, schedule: str, request_id: str) -> str:
+    return f"{install_schedule_id(tenant_id, extension, schedule)}/manual/{request_id}"
+
+
+def schedule_control_workflow_id(tenant_id: str, extension: str, schedule: str, request_id: str) -> str:
+    return f"{install_schedule_id(tenant_id, extension, schedule)}/control/{request_id}"

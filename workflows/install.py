@@ -235,6 +235,8 @@ def _problem(req: InstallRequest) -> str:
         return f"{req.operation.value} does not take accept (only upgrade and rollback)"
     if req.deny is not None and req.operation not in _MAY_DENY:
         return f"{req.operation.value} does not take deny"
+    if req.drop_schedules is not None and req.operation not in _MAY_ACCEPT:
+        return f"{req.operation.value} does not take drop_schedules (only upgrade and rollback)"
     if req.config_merge and req.operation is not Op.SET_CONFIG:
         return f"{req.operation.value} does not merge a config"
     if req.operation is not Op.SET_LIMITS and (

@@ -6,7 +6,9 @@ lists every install, upgrade, rollback, config or secret rotation separately and
 content hash are those the install is at after the change (for an uninstall: was at before it).
 
 Steps: apply (one registry transaction: revision + 1, install_history row) [→ store secrets when the
-install carries initial secrets, or for set_secrets] → audit row (before/after) ∥ invalidation on Redis.
+install carries initial secrets, or for set_secrets] → audit row (before/after) ∥ invalidation on Redis
+∥ [sync of the install's Temporal Schedules when its version declares any, before or after the change,
+for install/upgrade/rollback/enable/disable/uninstall (schema.payloads.schedules)].
 
 Invariants:
   * only verified versions are installed, upgraded or rolled back to (version_not_installable);
@@ -31,6 +33,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.registry import RegistryActivities
+    from activities.schedules import ScheduleActivities
     from activities.secrets import SecretsActivities
     from schema.payloads.install import (
         ApplyInstallChangeInput,
@@ -39,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         InstallOperation,
     )
     from schema.payloads.notify import InvalidateInput
+    from schema.payloads.schedules import SyncSchedulesInput
     from schema.payloads.secrets import SetSecretsInput
     from schema.temporal import WorkflowType
     from workflows._common import RETRY, SHORT, audit, fail, failure_code, upsert
@@ -46,6 +50,18 @@ with workflow.unsafe.imports_passed_through():
 # ContentHash (and, for an uninstall, ExtensionVersion) joined the second upsert: histories of older
 # workers recorded no upsert at all there when the version was empty (an uninstall).
 CONTENT_HASH_PATCH = "install-change-content-hash"
+# Syncing the install's Temporal Schedules is a step older histories do not have.
+SCHEDULES_PATCH = "install-change-schedules"
+_SCHEDULE_OPS = frozenset(
+    {
+        InstallOperation.INSTALL,
+        InstallOperation.UPGRADE,
+        InstallOperation.ROLLBACK,
+        InstallOperation.ENABLE,
+        InstallOperation.DISABLE,
+        InstallOperation.UNINSTALL,
+    }
+)
 
 
 @workflow.defn(name=WorkflowType.INSTALL_CHANGE)
@@ -63,6 +79,8 @@ class InstallChangeWorkflow:
         )
         before: dict[str, object] | None = None
         after: dict[str, object] | None = None
+        retire: list[str] = []
+        scheduled = False
         try:
             if req.operation is InstallOperation.SET_SECRETS:
                 result, replaced = await self._set_secrets(
@@ -94,11 +112,14 @@ class InstallChangeWorkflow:
                         accept=req.accept,
                         deny=req.deny,
                         config_merge=req.config_merge,
+                        drop_schedules=req.drop_schedules,
                     ),
                     start_to_close_timeout=SHORT,
                     retry_policy=RETRY,
                 )
                 result, before, after = applied.change, applied.before, applied.after
+                retire = applied.schedules_before
+                scheduled = bool(applied.schedules_before or applied.schedules_after)
                 if req.operation is InstallOperation.INSTALL and req.secrets is not None:
                     result, _ = await self._set_secrets(inp, wf_id, result)
         except ActivityError as err:
@@ -139,8 +160,29 @@ class InstallChangeWorkflow:
         ]
         if result.changed and result.install_id:
             follow_ups.append(self._invalidate(inp, result))
+        if (
+            scheduled
+            and result.changed
+            and req.operation in _SCHEDULE_OPS
+            and workflow.patched(SCHEDULES_PATCH)
+        ):
+            follow_ups.append(self._sync_schedules(inp, retire))
         await asyncio.gather(*follow_ups)
         return result
+
+    async def _sync_schedules(self, inp: InstallChangeInput, retire: list[str]) -> None:
+        """Bring the install's Schedules in step. Never fails the change, which is committed: a run
+        checks the install itself (a Schedule left unpaused only fires skipped runs), and the next
+        change of the install syncs again."""
+        try:
+            await workflow.execute_activity_method(
+                ScheduleActivities.sync_schedules,
+                SyncSchedulesInput(tenant_id=inp.tenant_id, extension=inp.extension, retire=retire),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("schedule sync failed: %s", failure_code(err)[1])
 
     async def _invalidate(self, inp: InstallChangeInput, result: InstallChangeResult) -> None:
         await workflow.execute_activity_method(

@@ -30,6 +30,7 @@ from activities.namespaces import NamespaceActivities
 from activities.notify import NotifyActivities
 from activities.registry import RegistryActivities
 from activities.rollout import RolloutActivities
+from activities.schedules import ScheduleActivities
 from activities.secrets import SecretsActivities
 from activities.tokens import token_activities
 from activities.trust import TrustActivities
@@ -39,9 +40,10 @@ from core.db import create_pool
 from core.logging import configure_logging
 from core.process import run_main
 from core.redis import create_redis
-from core.settings import WorkerSettings
+from core.settings import DEV_RUNNER_AUTH, WorkerSettings
 from core.temporal import connect_temporal, register_search_attributes
 from schema.namespaces import NamespacePolicy
+from schema.schedules import SchedulePolicy
 from workflows.install import InstallWorkflow
 from workflows.install_change import InstallChangeWorkflow
 from workflows.namespaces import RegisterNamespaceWorkflow, RemoveNamespaceWorkflow
@@ -49,6 +51,7 @@ from workflows.publish import PublishWorkflow
 from workflows.quarantine import InstallQuarantineWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.rotation import RotateMasterKeyWorkflow
+from workflows.scheduled import ScheduleControlWorkflow, ScheduledRunWorkflow
 from workflows.schedules import ensure_rotation_schedule
 from workflows.sign_verify import SignVerifyWorkflow
 from workflows.tokens import TOKEN_WORKFLOWS
@@ -78,6 +81,8 @@ WORKFLOWS: list[type] = [
     RegisterNamespaceWorkflow,
     RemoveNamespaceWorkflow,
     RolloutWorkflow,
+    ScheduledRunWorkflow,
+    ScheduleControlWorkflow,
     *TOKEN_WORKFLOWS,
 ]
 
@@ -90,10 +95,13 @@ def control_activities(
     keyring: Keyring,
     namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM,
     client: Client | None = None,
+    schedule_policy: SchedulePolicy | None = None,
+    runner_url: str = "http://127.0.0.1:8091",
+    runner_auth: str = DEV_RUNNER_AUTH,
 ) -> list[Callable[..., Any]]:
-    """Every activity of the control queue, bound to its dependencies (the rollout activities only
-    with a Temporal `client`: they send changes to the install entity workflows)."""
-    registry = RegistryActivities(pool)
+    """Every activity of the control queue, bound to its dependencies (the rollout and schedule
+    activities only with a Temporal `client`: they send changes to install entities and Schedules)."""
+    registry = RegistryActivities(pool, schedules=schedule_policy)
     bundles = BundleActivities(store)
     trust = TrustActivities(pool)
     secrets = SecretsActivities(pool, keyring)
@@ -124,6 +132,8 @@ def control_activities(
     if client is not None:
         rollout = RolloutActivities(pool, client)
         acts += [rollout.select_targets, rollout.apply_wave, rollout.measure_wave]
+        schedules = ScheduleActivities(pool, client, runner_url=runner_url, runner_auth=runner_auth)
+        acts += [schedules.sync_schedules, schedules.control_schedule, schedules.run_scheduled]
     return acts
 
 
@@ -160,6 +170,9 @@ def build_workers(
     compile_threads: int = 2,
     max_concurrent_activities: int = 50,
     namespace_policy: NamespacePolicy = NamespacePolicy.CLAIM,
+    schedule_policy: SchedulePolicy | None = None,
+    runner_url: str = "http://127.0.0.1:8091",
+    runner_auth: str = DEV_RUNNER_AUTH,
 ) -> list[Worker]:
     workers: list[Worker] = []
     if "control" in queues:
@@ -176,6 +189,9 @@ def build_workers(
                         keyring=keyring,
                         namespace_policy=namespace_policy,
                         client=client,
+                        schedule_policy=schedule_policy,
+                        runner_url=runner_url,
+                        runner_auth=runner_auth,
                     ),
                     max_concurrent_activities=max_concurrent_activities,
                     interceptors=[LogContextInterceptor()],
@@ -232,6 +248,11 @@ async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = N
         compile_threads=settings.compile_threads,
         max_concurrent_activities=settings.max_concurrent_activities,
         namespace_policy=settings.namespace_policy,
+        schedule_policy=SchedulePolicy(
+            min_interval_s=settings.schedule_min_interval_s, max_per_tenant=settings.schedule_max_per_tenant
+        ),
+        runner_url=settings.runner_http_url,
+        runner_auth=settings.runner_auth.get_secret_value(),
     )
     try:
         async with running_workers(workers):

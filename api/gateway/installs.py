@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from redis.asyncio.client import PubSub
 
 from api.gateway.cache import TtlCache
-from api.gateway.envelope import PreparedInstall, prepare
 from api.gateway.errors import BadGateway
+from registry.envelope import PreparedInstall, prepare
 from registry.read_gateway import gateway_install
 from schema.payloads.notify import INVALIDATE_CHANNEL
 

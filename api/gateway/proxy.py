@@ -28,9 +28,9 @@ from api.gateway.http import read_body
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from api.gateway.envelope import PreparedInstall
     from api.gateway.resources import Resources
     from api.gateway.ui import UiPages
+    from registry.envelope import PreparedInstall
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

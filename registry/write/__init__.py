@@ -11,9 +11,11 @@ transaction: a failure leaves no partial rows.
     trust     add_trust_key, mark_key_revoked, revoke_bundle_versions
     namespaces register_namespace, remove_namespace
     audit     insert_audit_event
+    execlog   record_execution            one execution_log row of a scheduled run
 """
 
 from registry.write.audit import insert_audit_event
+from registry.write.execlog import record_execution
 from registry.write.install import apply_install_change
 from registry.write.namespaces import register_namespace, remove_namespace
 from registry.write.publish import RegisteredVersion, register_version
@@ -26,6 +28,7 @@ __all__ = [
     "apply_install_change",
     "insert_audit_event",
     "mark_key_revoked",
+    "record_execution",
     "register_namespace",
     "register_version",
     "remove_namespace",

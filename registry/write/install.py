@@ -9,6 +9,11 @@ limits or the debug flag set to what they already are) change nothing.
 Grants follow schema.install_rules (registry/write/_grants.py): install grants what the version
 requests minus `deny`; an upgrade or rollback that adds anything needs `accept` for exactly that, else
 Conflict consent_required, raised before anything is written.
+
+Schedules follow schema.schedules: a version's schedules must fit the operator's SchedulePolicy
+(schedule_limit_exceeded), and an upgrade or rollback that removes an endpoint a schedule calls needs
+that schedule in `drop_schedules` (schedule_endpoint_dropped). Every result names the schedules
+the install declared before and after the change, for the workflow to sync the Temporal Schedules.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncpg
 
 from core.db import map_db_errors
 from core.errors import Conflict, InvalidInput, NotFound
-from registry.write import _grants
+from registry.write import _grants, _schedules
 from registry.write._install_state import (
     Conn,
     append_history,
@@ -40,6 +45,7 @@ from schema.payloads.install import (
     InstallChangeResult,
     InstallOperation,
 )
+from schema.schedules import SchedulePolicy
 
 Op = InstallOperation
 
@@ -67,52 +73,64 @@ def _result(
     )
 
 
-async def apply_install_change(pool: asyncpg.Pool, req: ApplyInstallChangeInput) -> ApplyInstallChangeResult:
+async def apply_install_change(
+    pool: asyncpg.Pool, req: ApplyInstallChangeInput, *, schedules: SchedulePolicy | None = None
+) -> ApplyInstallChangeResult:
     """Apply one change (anything but set_secrets). Raises NotFound, Conflict or InvalidInput."""
+    if req.drop_schedules is not None and req.operation not in (Op.UPGRADE, Op.ROLLBACK):
+        raise InvalidInput(f"{req.operation.value} does not take drop_schedules (only upgrade and rollback)")
+    policy = schedules or SchedulePolicy()
+    async with map_db_errors(), pool.acquire() as conn, conn.transaction():
+        applied = await _apply(conn, req, policy)
+        return await _schedules.with_schedule_names(conn, req, applied)
+
+
+async def _apply(
+    conn: Conn, req: ApplyInstallChangeInput, policy: SchedulePolicy
+) -> ApplyInstallChangeResult:
     if req.operation is Op.SET_SECRETS:
         raise InvalidInput("set_secrets goes through registry.write.store_secrets")
     if req.accept is not None and req.operation not in (Op.UPGRADE, Op.ROLLBACK):
         raise InvalidInput(f"{req.operation.value} does not take accept (only upgrade and rollback)")
     if req.deny is not None and req.operation not in (Op.INSTALL, Op.UPGRADE, Op.ROLLBACK):
         raise InvalidInput(f"{req.operation.value} does not take deny")
-    async with map_db_errors(), pool.acquire() as conn, conn.transaction():
-        ext_id = await extension_id(conn, req.extension)
-        if ext_id is None:
-            if req.operation is Op.UNINSTALL:
-                return ApplyInstallChangeResult(change=_result(req, None, changed=False))
-            raise NotFound(f"extension {req.extension} is not published", details={"name": req.extension})
-        row = await lock_install(conn, req.tenant_id, ext_id)
-        if row is not None:
-            done = await recorded_change(conn, row["id"], req.workflow_id, req.operation.value)
-            if done is not None:
-                return ApplyInstallChangeResult(
-                    change=_result(req, row, changed=True, previous=done["from_version"] or ""),
-                    after=snapshot(row),
-                )
-        if req.operation is Op.INSTALL:
-            return await _install(conn, req, ext_id, row)
-        if row is None:
-            if req.operation is Op.UNINSTALL:
-                return ApplyInstallChangeResult(change=_result(req, None, changed=False))
-            raise NotFound(
-                f"{req.extension} is not installed in tenant {req.tenant_id}",
-                details={"tenant_id": req.tenant_id, "name": req.extension},
-            )
+    ext_id = await extension_id(conn, req.extension)
+    if ext_id is None:
         if req.operation is Op.UNINSTALL:
-            # Config, secrets, data key, storage records and history go with the row (ON DELETE CASCADE).
-            await conn.execute("DELETE FROM installs WHERE id = $1", row["id"])
-            # The id and a newer revision of the deleted install let gateways drop what they cached.
-            gone = replace(
-                _result(req, None, changed=True, previous=row["version"]),
-                install_id=str(row["id"]),
-                revision=row["revision"] + 1,
+            return ApplyInstallChangeResult(change=_result(req, None, changed=False))
+        raise NotFound(f"extension {req.extension} is not published", details={"name": req.extension})
+    row = await lock_install(conn, req.tenant_id, ext_id)
+    if row is not None:
+        done = await recorded_change(conn, row["id"], req.workflow_id, req.operation.value)
+        if done is not None:
+            return ApplyInstallChangeResult(
+                change=_result(req, row, changed=True, previous=done["from_version"] or ""),
+                after=snapshot(row),
             )
-            return ApplyInstallChangeResult(change=gone, before=snapshot(row))
-        return await _modify(conn, req, ext_id, row)
+    if req.operation is Op.INSTALL:
+        return await _install(conn, req, ext_id, row, policy)
+    if row is None:
+        if req.operation is Op.UNINSTALL:
+            return ApplyInstallChangeResult(change=_result(req, None, changed=False))
+        raise NotFound(
+            f"{req.extension} is not installed in tenant {req.tenant_id}",
+            details={"tenant_id": req.tenant_id, "name": req.extension},
+        )
+    if req.operation is Op.UNINSTALL:
+        # Config, secrets, data key, storage records and history go with the row (ON DELETE CASCADE).
+        await conn.execute("DELETE FROM installs WHERE id = $1", row["id"])
+        # The id and a newer revision of the deleted install let gateways drop what they cached.
+        gone = replace(
+            _result(req, None, changed=True, previous=row["version"]),
+            install_id=str(row["id"]),
+            revision=row["revision"] + 1,
+        )
+        return ApplyInstallChangeResult(change=gone, before=snapshot(row))
+    return await _modify(conn, req, ext_id, row, policy)
 
 
 async def _install(
-    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record | None
+    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record | None, policy: SchedulePolicy
 ) -> ApplyInstallChangeResult:
     target = await find_version(conn, ext_id, req.extension, req.version)
     if row is not None:
@@ -124,6 +142,7 @@ async def _install(
         )
     decision = _grants.for_install(req, target["manifest"])
     config = validate_config(req.config, target["manifest"]) if req.config is not None else None
+    await _schedules.check_target(conn, req, ext_id, target["manifest"], policy)
     install_id = await conn.fetchval(
         """INSERT INTO installs (tenant_id, extension_id, version_id, status, granted_capabilities,
                                  granted_egress, revision, config_version)
@@ -232,7 +251,7 @@ async def _current_config(conn: Conn, row: asyncpg.Record) -> dict[str, Any] | N
 
 
 async def _modify(
-    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record
+    conn: Conn, req: ApplyInstallChangeInput, ext_id: Any, row: asyncpg.Record, policy: SchedulePolicy
 ) -> ApplyInstallChangeResult:
     op = req.operation
     sets: dict[str, Any] = {}
@@ -254,6 +273,7 @@ async def _modify(
                     subject=f"the install's config (version {row['config_version']}) for "
                     f"{req.extension}@{target['version']}",
                 )
+            await _schedules.check_target(conn, req, ext_id, target["manifest"], policy, row["manifest"])
             to_version_id = target["id"]
             sets["version_id"] = target["id"]
             sets.update(_grants.grant_columns(decision))

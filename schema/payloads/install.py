@@ -71,6 +71,9 @@ class InstallRequest:
     deny: GrantSet | None = None
     # False (replace) is what requests of older clients and histories meant.
     config_merge: bool = False
+    # upgrade/rollback: schedules the operator agrees to lose because the target no longer declares
+    # the endpoint they call (else schedule_endpoint_dropped; schema.schedules).
+    drop_schedules: list[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +153,7 @@ class ApplyInstallChangeInput:
     accept: GrantSet | None = None
     deny: GrantSet | None = None
     config_merge: bool = False
+    drop_schedules: list[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,3 +162,7 @@ class ApplyInstallChangeResult:
     # Install state before and after, as JSON for the audit row (no secret material).
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    # Schedule names the install's version declared before and after the change: the workflow syncs
+    # the install's Temporal Schedules when either is non-empty.
+    schedules_before: list[str] = field(default_factory=list)
+    schedules_after: list[str] = field(default_factory=list)

@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from api.gateway.cache import TtlCache
-from api.gateway.envelope import prepare
 from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
 from api.gateway.http import forward_headers, map_runner_reply
 from api.gateway.runner_client import RunnerClient, RunnerSaturated
 from core.crypto import SecretEnvelope
+from registry.envelope import prepare
 from registry.read_gateway import GatewayInstall
 from schema.envelope import ExecuteRequest
 

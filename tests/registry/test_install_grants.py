@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.gateway.envelope import prepare
 from core.errors import Conflict, InvalidInput
 from registry import read, read_gateway, write
+from registry.envelope import prepare
 from schema.envelope import ExecuteRequest
 from schema.errors import ErrorCode
 from schema.install_rules import GrantSet

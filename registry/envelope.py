@@ -1,5 +1,8 @@
 """The install as the hot path uses it, and the execute envelope (schema.envelope) in bytes.
 
+Shared by the gateway (a tenant's call) and the scheduled-run activity (a schedule's call), so both
+send the runner the same grants, limits and sealed secrets for an install.
+
 Everything that depends only on the install — context ids, config, limits, grants, egress, sealed
 secrets, the digests of the bundle's precompiled artifacts — is validated against `schema.envelope`
 once, when the install is cached, and kept as pre-serialized JSON fragments. A call then only
@@ -71,7 +74,7 @@ class PreparedInstall:
         query: str,
         headers: list[tuple[str, str]],
         body_b64: bytes,
-        user: dict[str, str],
+        user: dict[str, str] | None,
     ) -> bytes:
         request = _dumps({"method": method, "path": path, "query": query, "headers": headers})
         return b"".join(
