@@ -37,6 +37,15 @@ from schema.payloads.namespaces import (
 )
 from schema.payloads.rollout import RolloutControl, RolloutInput, RolloutPhase, RolloutStatus
 from schema.payloads.rotation import RotateMasterKeyInput, RotateMasterKeyResult
+from schema.payloads.schedules import (
+    RunOutcome,
+    ScheduleAction,
+    ScheduleControlInput,
+    ScheduleControlResult,
+    ScheduledRunInput,
+    ScheduledRunResult,
+    ScheduleTrigger,
+)
 from schema.payloads.tokens import (
     CREATE_TOKEN_WORKFLOW,
     REVOKE_TOKEN_WORKFLOW,
@@ -53,9 +62,11 @@ from schema.temporal import (
     install_change_workflow_id,
     install_quarantine_workflow_id,
     install_workflow_id,
+    manual_run_workflow_id,
     publish_workflow_id,
     revoke_key_workflow_id,
     rollout_workflow_id,
+    schedule_control_workflow_id,
     sign_verify_workflow_id,
     token_revoke_workflow_id,
     token_workflow_id,
@@ -116,6 +127,14 @@ EXPECTED = {
     # Issue 13 item 2: a fleet rollout (one install, one wave), and one aborted mid-soak (rolled back).
     "rollout",
     "rollout_aborted",
+    # Issue 13 item 1: an install with manifest schedules (the Schedule sync step of its changes), a
+    # scheduled run (skipped: the install is disabled), an operator's pause, and the quarantine child
+    # with its sync step.
+    "install_change_install_schedules",
+    "install_change_uninstall_schedules",
+    "scheduled_run",
+    "schedule_control",
+    "install_quarantine_schedules",
 }
 # label -> the patch its committed history predates (capturing again would lose the old branch).
 PRE_PATCH = {
@@ -125,6 +144,7 @@ PRE_PATCH = {
     "install_change_rollback": "install-change-content-hash",
     "revoke_key": "revoke-key-quarantine-children",
     "publish": "namespace-ownership",
+    "install_quarantine": "quarantine-schedules",
 }
 
 
@@ -231,6 +251,7 @@ async def test_live_histories_replay(
         (Op.SET_DEBUG, "r-debug"),
     ]:
         ids[f"install_change_{op.value}"] = install_change_workflow_id(t, name, request_id)
+    await _schedule_steps(client, task_queue, store, signer, tmp_path, installs, ids)
     rotate_id = f"rotate-master-key/test-{uuid.uuid4().hex[:8]}"
     await client.execute_workflow(
         WorkflowType.ROTATE_MASTER_KEY,
@@ -252,6 +273,7 @@ async def test_live_histories_replay(
     ids["install_quarantine"] = install_quarantine_workflow_id(
         t, name, signer.key_id, quarantined.quarantined_installs[0].install_id
     )
+    ids["install_quarantine_schedules"] = ids["install_quarantine"]
     await installs.apply(name, Op.UNINSTALL, request_id="r-uninstall")
     ids["install_content_hash"] = ids["install"]
     ids["install_change_upgrade"] = install_change_workflow_id(t, name, "r-upgrade")
@@ -319,6 +341,58 @@ async def test_live_histories_replay(
             path.write_text(fresh)
     if capture:
         write_sources(WORKFLOWS)
+
+
+async def _schedule_steps(
+    client: Client,
+    task_queue: str,
+    store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    ids: dict[str, str],
+) -> None:
+    """An extension with a manifest schedule: install, disable, a (skipped) run, a pause, uninstall.
+    Uninstalled before the revocation, so the quarantine above stays the one of `name`."""
+    sname, t = unique_name(), installs.tenant
+    doc = manifest(
+        sname,
+        "1.0.0",
+        api={"endpoints": [{"method": "POST", "path": "/sync"}]},
+        schedules=[
+            {"name": "nightly", "cron": "0 3 * * *", "endpoint": "POST /sync", "body": {"full": True}}
+        ],
+    )
+    await publish_version(client, task_queue, store, signer, tmp_path, doc)
+    await installs.apply(sname, Op.INSTALL, version="1.0.0", request_id="r-sched-install")
+    await installs.apply(sname, Op.DISABLE, request_id="r-sched-disable")
+    ids["scheduled_run"] = manual_run_workflow_id(t, sname, "nightly", "replay")
+    run = await client.execute_workflow(
+        WorkflowType.SCHEDULED_RUN,
+        ScheduledRunInput(tenant_id=t, extension=sname, schedule="nightly", trigger=ScheduleTrigger.MANUAL),
+        id=ids["scheduled_run"],
+        task_queue=task_queue,
+        result_type=ScheduledRunResult,
+    )
+    assert run.outcome == RunOutcome.SKIPPED
+    ids["schedule_control"] = schedule_control_workflow_id(t, sname, "nightly", "replay")
+    await client.execute_workflow(
+        WorkflowType.SCHEDULE_CONTROL,
+        ScheduleControlInput(
+            tenant_id=t,
+            extension=sname,
+            schedule="nightly",
+            action=ScheduleAction.PAUSE,
+            actor="test",
+            request_id="replay",
+        ),
+        id=ids["schedule_control"],
+        task_queue=task_queue,
+        result_type=ScheduleControlResult,
+    )
+    await installs.apply(sname, Op.UNINSTALL, request_id="r-sched-uninstall")
+    ids["install_change_install_schedules"] = install_change_workflow_id(t, sname, "r-sched-install")
+    ids["install_change_uninstall_schedules"] = install_change_workflow_id(t, sname, "r-sched-uninstall")
 
 
 def test_every_workflow_has_a_committed_history() -> None:
