@@ -497,3 +497,35 @@ async def test_quarantine_pauses_an_installs_schedules(
     assert (state.paused, state.note) == (True, SYSTEM_PAUSE_NOTE)
     skipped = await run_now(client, task_queue, t, name, "nightly")
     assert skipped.outcome is RunOutcome.SKIPPED
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.policy(SchedulePolicy(min_interval_s=60))
+async def test_the_cron_fires_a_run(
+    client: Client,
+    task_queue: str,
+    sched_worker: None,
+    db_pool: asyncpg.Pool,
+    runner_store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    schedules_to_clean: list[str],
+) -> None:
+    """Every minute, under an operator limit of 60 s: Temporal itself starts the run at the next
+    minute boundary (at most a minute away), nobody triggers it."""
+    name, t = unique_name(), installs.tenant
+    schedules_to_clean.append(install_schedule_id(t, name, "minutely"))
+    minutely = {**NIGHTLY, "name": "minutely", "cron": "* * * * *"}
+    await publish(client, task_queue, runner_store, signer, tmp_path, scheduled(name, "1.0.0", [minutely]))
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+
+    async def logged() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await db_pool.fetchrow(
+            "SELECT * FROM execution_log WHERE tenant_id = $1 AND principal = 'schedule:minutely'", t
+        )
+        return row
+
+    row = await eventually(logged, timeout=120, what="a cron-fired run")
+    assert (row["status"], row["outcome"]) == (200, "ok")
+    await installs.apply(name, Op.UNINSTALL)
