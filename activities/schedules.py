@@ -272,8 +272,8 @@ class ScheduleActivities:
         with activity_errors():
             found = await read.resolve_install(self.pool, inp.tenant_id, inp.extension)
             skipped = _skip_reason(found, inp.schedule)
-            if skipped or found is None:
-                return self._skipped(inp, skipped or "not installed", request_id)
+            if skipped or found is None:  # `found is None` always has a reason; mypy needs it said
+                return self._skipped(inp, skipped, request_id)
             sched = next(s for s in declared(found.manifest) if s.name == inp.schedule)
             install = await read_gateway.gateway_install(self.pool, inp.tenant_id, inp.extension)
             if install is None or not install.active:
@@ -319,8 +319,9 @@ class ScheduleActivities:
             user=None,  # no user: a schedule acts for the install, not for a person
         )
         started = time.perf_counter()
-        # A failure to reach the runner raises (httpx.TransportError): the activity is retried, and
-        # nothing ran. Once the request is written, a timeout is an outcome, not a retry.
+        # A failure to reach the runner raises (connect errors): the activity is retried, and nothing
+        # ran. Once the request may have been written, a lost connection or a timeout is an outcome,
+        # never a retry: the guest may have run, and a scheduled call is not resent.
         try:
             response = await self._http.post(
                 f"{self._base}/v1/execute",
@@ -334,9 +335,19 @@ class ScheduleActivities:
             )
             answer = _answer(response)
             status, logged, outcome, reason = _outcome(response.status_code, answer)
-        except httpx.ReadTimeout:
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise
+        except httpx.TimeoutException:
             answer = ExecuteResponse()
             status, logged, outcome, reason = 504, "timeout", RunOutcome.ERROR, "runner_timeout"
+        except httpx.TransportError:
+            answer = ExecuteResponse()
+            status, logged, outcome, reason = (
+                502,
+                "upstream_error",
+                RunOutcome.ERROR,
+                "runner_connection_lost",
+            )
         duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
         fuel = answer.metrics.fuel_consumed if answer.metrics is not None else None
         with activity_errors():
