@@ -572,7 +572,7 @@ def test_blob_store_is_one_shared_volume(compose: dict[str, Any]) -> None:
 def test_probe_finds_the_prod_validators() -> None:
     """The probe behind check_prod_settings sees what core/settings.py enforces."""
     assert prod_required_secrets(RunnerSettings) == {"EXT_RUNNER_AUTH"}
-    assert prod_required_secrets(WorkerSettings) == {"EXT_MASTER_KEYS"}
+    assert prod_required_secrets(WorkerSettings) == {"EXT_MASTER_KEYS", "EXT_RUNNER_AUTH"}
     assert prod_required_secrets(OperatorSettings) >= {"EXT_RUNNER_AUTH", "EXT_MASTER_KEYS"}
 
 
