@@ -140,6 +140,8 @@ async def test_list_pause_resume_disable_enable(
     resumed = _ok(await api.post(f"{base}/nightly/resume", headers=ADMIN))
     assert (resumed["paused"], resumed["changed"]) == (False, True)
     assert (await _listed(api, tenant))["nightly"]["state"] == "active"
+    audit = _ok(await api.get("/v1/audit", params={"tenant": tenant, "action": "schedule_*"}, headers=ADMIN))
+    assert sorted(e["action"] for e in audit) == ["schedule_pause", "schedule_pause_noop", "schedule_resume"]
 
     # One Idempotency-Key is one request: sent again to do the other thing, it is refused.
     key = {**ADMIN, "idempotency-key": f"k-{uuid.uuid4().hex[:8]}"}
