@@ -77,7 +77,7 @@ async def _listed(api: httpx.AsyncClient, tenant: str, **params: str) -> dict[st
 
 
 async def test_list_pause_resume_disable_enable(
-    api: httpx.AsyncClient, scheduled: str, tenant: str, db_pool: asyncpg.Pool
+    api: httpx.AsyncClient, scheduled: str, tenant: str, db_pool: asyncpg.Pool, temporal_client: Client
 ) -> None:
     name, base = scheduled, f"/v1/tenants/{tenant}/installs/{scheduled}/schedules"
     listed = await _listed(api, tenant)
@@ -148,6 +148,17 @@ async def test_list_pause_resume_disable_enable(
     first = _ok(await api.post(f"{base}/report/pause", headers=key))
     assert first == _ok(await api.post(f"{base}/report/pause", headers=key))
     _error(await api.post(f"{base}/report/resume", headers=key), 422, "idempotency_key_reused")
+
+    # A Schedule that is gone from Temporal (a sync that failed) is `missing`: pause and resume refuse
+    # at once instead of starting a control workflow that cannot succeed; a change of the install syncs.
+    await temporal_client.get_schedule_handle(install_schedule_id(tenant, name, "report")).delete()
+    assert (await _listed(api, tenant))["report"]["state"] == "missing"
+    for action in ("pause", "resume"):
+        body = _error(await api.post(f"{base}/report/{action}", headers=ADMIN), 409, "conflict")
+        assert body["details"]["state"] == "missing"
+    _ok(await api.post(f"/v1/tenants/{tenant}/installs/{name}/disable", headers=ADMIN))
+    _ok(await api.post(f"/v1/tenants/{tenant}/installs/{name}/enable", headers=ADMIN))
+    assert (await _listed(api, tenant))["report"]["state"] == "active"
 
     for action in ("pause", "resume", "run"):
         body = _error(await api.post(f"{base}/nosuch/{action}", headers=ADMIN), 404, "not_found")

@@ -4,7 +4,8 @@ Temporal state and last run, run one now, pause or resume one.
 The schedules an install has are those its installed version's manifest declares (registry); whether
 one is paused and when it runs next is its Temporal Schedule's state (`describe`); its last run is the
 newest execution_log row with principal `schedule:<name>` (registry.read_schedules). A Schedule not
-found in Temporal is `missing`: the install change that syncs it has not run yet (or failed).
+found in Temporal is `missing`: the install change that syncs it has not run yet (or failed); pause
+and resume refuse it (409 conflict) rather than start a workflow whose activity cannot succeed.
 
 Run-now starts a ScheduledRunWorkflow and pause/resume a ScheduleControlWorkflow, each with the id of
 schema.temporal built from the request id (the caller's Idempotency-Key, else a fresh one). Such an id
@@ -244,6 +245,18 @@ async def _started_before(client: Client, workflow_id: str) -> bool:
     return True
 
 
+async def _synced(client: Client, tenant: str, name: str, schedule: str) -> None:
+    """409 conflict when the schedule has no Temporal Schedule (state `missing`): the control activity
+    would retry its describe until it gives up, minutes after the caller stopped waiting."""
+    if await _describe(client, install_schedule_id(tenant, name, schedule), asyncio.Semaphore()) is None:
+        raise Conflict(
+            f"schedule {schedule!r} of {name} in tenant {tenant} has no Temporal Schedule yet (its "
+            "install's last change did not sync it); a change of the install syncs it, "
+            "e.g. disable and enable",
+            details={"schedule": schedule, "state": STATE_MISSING},
+        )
+
+
 def _authorize(principal: Principal, tenant: str) -> None:
     principal.require(MANAGE)
     principal.require_tenant(tenant)
@@ -325,6 +338,7 @@ async def _control(
     workflow_id = schedule_control_workflow_id(tenant, name, schedule, rid)
     if idempotency_key is None or not await _started_before(client, workflow_id):
         await _declared_install(pool, tenant, name, schedule, need_active=action is ScheduleAction.RESUME)
+        await _synced(client, tenant, name, schedule)
     started = await control.start(
         client,
         settings,
