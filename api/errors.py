@@ -71,6 +71,8 @@ CODE_STATUS: dict[str, int] = {
     ErrorCode.SCHEDULE_ENDPOINT_DROPPED: 409,
     ErrorCode.INSTALL_NOT_ACTIVE: 409,
     ErrorCode.SCHEDULE_LIMIT_EXCEEDED: 422,
+    # The guest of a run-now failed: an upstream's failure, like a gateway's 502 (the API worked).
+    ErrorCode.SCHEDULED_RUN_FAILED: 502,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.CONTROL_PLANE_UNAVAILABLE: 503,

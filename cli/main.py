@@ -38,6 +38,7 @@ _COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("secrets", "secrets"),
     ("limits", "limits"),
     ("rollout", "rollout"),
+    ("schedules", "schedules"),
     ("debug", "debug"),
     ("audit", None),
     ("executions", None),

@@ -24,6 +24,7 @@ from api.operator.routes import (
     namespaces,
     operations,
     rollouts,
+    schedules,
     tokens,
     trust,
 )
@@ -38,6 +39,7 @@ V1_ROUTERS = (
     namespaces,
     master_key,
     rollouts,
+    schedules,
     tokens,
     audit,
     operations,

@@ -46,6 +46,7 @@ class Change:
     accept: GrantSet | None = None
     deny: GrantSet | None = None
     config_merge: bool = False
+    drop_schedules: list[str] | None = None
 
 
 def request_id(key: str | None) -> str:
@@ -100,6 +101,7 @@ async def submit(
         accept=change.accept,
         deny=change.deny,
         config_merge=change.config_merge,
+        drop_schedules=change.drop_schedules,
     )
     # What the request id is bound to: the workflow refuses the id with another fingerprint (422).
     request = replace(

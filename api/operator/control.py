@@ -80,14 +80,19 @@ async def start(
     result_type: type | None = None,
     attributes: TypedSearchAttributes | None = None,
     reuse_failed_only: bool = False,
+    reject_duplicate: bool = False,
 ) -> Started:
     """Start `workflow` (or attach to the running one with that id).
 
     With `reuse_failed_only`, an id whose last run completed successfully is not started again: the
-    caller gets that run's handle (`earlier=True`), e.g. a re-upload of a published bundle.
+    caller gets that run's handle (`earlier=True`), e.g. a re-upload of a published bundle. With
+    `reject_duplicate`, no id is ever started twice: a closed run, failed or not, is the answer (a
+    request id that names a side effect, e.g. a run-now of a schedule, must not repeat it).
     """
     reuse = (
-        WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+        WorkflowIDReusePolicy.REJECT_DUPLICATE
+        if reject_duplicate
+        else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
         if reuse_failed_only
         else WorkflowIDReusePolicy.ALLOW_DUPLICATE
     )

@@ -12,6 +12,8 @@ A fingerprint maps part name -> digest, one entry per part the request sets:
 * `version`, `config`, `rate_limit_rps`, `rate_limit_burst`, `debug_enabled`, `accept`, `deny`: the
   first 128 bits of a SHA-256 of their canonical JSON (their values travel in the same request anyway);
   `config_merge` only when set (so requests that predate it keep their fingerprint);
+* `drop_schedules`: like the plain parts, of the sorted, deduplicated names (their order says
+  nothing), and only when given;
 * `secrets`: `k<v>:` + the first 128 bits of an HMAC-SHA256 of the canonical JSON of the plain secret
   map (names and values), keyed by HKDF(`FINGERPRINT_INFO`) of master key version `v`, the lowest in
   the keyring. Sealed secrets cannot be compared (sealing is randomized: the same values seal
@@ -60,6 +62,9 @@ def fingerprint(
             parts[name] = hashlib.sha256(_canonical(value)).hexdigest()[:_HEX_CHARS]
     if request.config_merge:
         parts["config_merge"] = "1"
+    if request.drop_schedules is not None:
+        names = sorted(set(request.drop_schedules))
+        parts["drop_schedules"] = hashlib.sha256(_canonical(names)).hexdigest()[:_HEX_CHARS]
     if secrets:
         if keyring is None:  # the caller sealed the secrets with it, so this is a programming error
             raise ValueError("secrets need the master keyring to be fingerprinted")

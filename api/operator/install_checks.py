@@ -16,6 +16,9 @@ what the workflow would refuse anyway:
   an upgrade or rollback whose target asks for more than the install is granted without the operator's
   `accept` for exactly that: 409 consent_required, the diff in `details` (schema.install_rules). This
   is also the preview: send the change without `accept` to learn what it would add.
+* an upgrade or rollback whose target no longer declares the endpoint of a schedule the install has,
+  and whose `drop_schedules` does not name it: 409 schedule_endpoint_dropped, the schedules in
+  `details.schedules` (schema.schedules; checked after consent, as the registry does).
 
 The workflow still decides (the registry can change in between); these checks only keep a request that
 cannot apply from starting anything. Tenant ids are checked earlier, by `Principal.require_tenant`.
@@ -41,6 +44,7 @@ from schema.install_rules import (
 )
 from schema.manifest import MAX_NAME_CHARS, valid_name, valid_version
 from schema.payloads.install import InstallOperation, InstallRequest
+from schema.schedules import dropped_schedules
 
 Op = InstallOperation
 _TARGETS = frozenset({Op.INSTALL, Op.UPGRADE, Op.ROLLBACK})
@@ -142,4 +146,13 @@ async def _check_grants(pool: asyncpg.Pool, tenant_id: str, extension: str, requ
             consent_message(extension, found.version, decision.missing),
             code=ErrorCode.CONSENT_REQUIRED,
             details=consent_details(found.version, decision),
+        )
+    agreed = set(request.drop_schedules or [])
+    unasked = [n for n in dropped_schedules(current.manifest, found.manifest) if n not in agreed]
+    if unasked:
+        raise Conflict(
+            f"{extension}@{found.version} no longer declares the endpoint of schedule(s) "
+            f"{', '.join(unasked)}; re-send with drop_schedules naming them to remove them",
+            code=ErrorCode.SCHEDULE_ENDPOINT_DROPPED,
+            details={"schedules": unasked},
         )

@@ -22,7 +22,8 @@ with 400 `invalid_request` (api/errors.py) and every error with one body, `Error
   (schema.tenants; `Principal.require_tenant` answers 400), `name` the extension-name rule and
   `version` the semver rule (schema.manifest; install changes answer 400, reads 404); and the
   `Idempotency-Key` header its rule (api/operator/changes.py answers 400); `key_id` the trust-key id
-  shape (a revoke of any other id is 404); `rollout_id` the Idempotency-Key rule (400 otherwise).
+  shape (a revoke of any other id is 404); `rollout_id` the Idempotency-Key rule (400 otherwise);
+  `schedule` the manifest's schedule-name rule (any other name is 404).
 
 tests/api/test_openapi.py checks these properties; tests/api/contract/test_schemathesis.py checks the document
 against the running app.
@@ -41,7 +42,7 @@ from api.errors import ErrorBody
 from api.operator.changes import IDEMPOTENCY_KEY_RE
 from api.operator.fields import SEMVER_PATTERN
 from api.operator.routes.trust import KEY_ID_RE
-from schema.manifest import MAX_NAME_CHARS, MAX_VERSION_CHARS, NAME_RE
+from schema.manifest import MAX_NAME_CHARS, MAX_VERSION_CHARS, NAME_RE, SCHEDULE_NAME_RE
 from schema.tenants import MAX_TENANT_CHARS, TENANT_RE, TENANT_RULE
 
 REF_PREFIX = "#/components/schemas/"
@@ -106,6 +107,7 @@ PATH_RULES: dict[str, tuple[str, str, int]] = {
         IDEMPOTENCY_KEY_RE,
         128,
     ),
+    "schedule": ("schedule name: as the manifest declares it, e.g. nightly-report", SCHEDULE_NAME_RE, 63),
 }
 # Query parameter name -> its schema, where the API checks the value (400 invalid_request otherwise):
 # `tenant` in api.operator.params for every route, `since` and `action` in the audit route.

@@ -20,6 +20,14 @@ Accept = Annotated[
     typer.Option("--accept", help=f"consent to what the target version adds: {_ITEM}"),
 ]
 Deny = Annotated[list[str] | None, typer.Option("--deny", help=f"do not grant {_ITEM}")]
+DropSchedule = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--drop-schedule",
+        metavar="SCHEDULE",
+        help="agree to lose this schedule: the target no longer declares its endpoint (repeatable)",
+    ),
+]
 
 
 def grant_items(items: list[str] | None) -> dict[str, list[str]] | None:
@@ -36,6 +44,12 @@ def _consent(body: dict[str, Any], accept: list[str] | None, deny: list[str] | N
         grant = grant_items(items)
         if grant is not None:
             body[field] = grant
+    return body
+
+
+def _dropping(body: dict[str, Any], drop: list[str] | None) -> dict[str, Any]:
+    if drop:
+        body["drop_schedules"] = drop
     return body
 
 
@@ -95,15 +109,17 @@ def upgrade(
     tenant: Tenant,
     accept: Accept = None,
     deny: Deny = None,
+    drop_schedule: DropSchedule = None,
 ) -> None:
     """Move the install to another version. If it asks for capabilities or egress hosts the install
     is not granted, the upgrade is refused (consent_required, naming them) until each is --accept-ed
-    or --deny-ed."""
+    or --deny-ed. If it no longer declares the endpoint of a schedule of the install, it is refused
+    (schedule_endpoint_dropped, naming them) until each is named with --drop-schedule."""
     name, version = split_ref(ref)
     out = call(
         "POST",
         f"{_base(tenant, name)}/upgrade",
-        json_body=_consent({"version": version}, accept, deny),
+        json_body=_dropping(_consent({"version": version}, accept, deny), drop_schedule),
         spinner=f"upgrading to {ref}",
     )
     _emit_change(out)
@@ -116,10 +132,11 @@ def rollback(
     to: Annotated[str | None, typer.Option("--to", help="version (default: the previous one)")] = None,
     accept: Accept = None,
     deny: Deny = None,
+    drop_schedule: DropSchedule = None,
 ) -> None:
     """Back to the previous version in the install's history (or the one named by --to, which the
-    install must have run before). Consent as for upgrade."""
-    body = _consent({"version": to}, accept, deny)
+    install must have run before). Consent and --drop-schedule as for upgrade."""
+    body = _dropping(_consent({"version": to}, accept, deny), drop_schedule)
     out = call("POST", f"{_base(tenant, name)}/rollback", json_body=body, spinner="rolling back")
     _emit_change(out)
 

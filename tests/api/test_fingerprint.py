@@ -62,3 +62,17 @@ def test_consent_and_config_merge_are_parts_of_the_fingerprint() -> None:
     merge = fingerprint(_request(Op.SET_CONFIG, config={}, config_merge=True), secrets=None, keyring=None)
     replace = fingerprint(_request(Op.SET_CONFIG, config={}), secrets=None, keyring=None)
     assert set(merge) - set(replace) == {"config_merge"}
+
+
+def test_drop_schedules_is_a_part_of_the_fingerprint_whatever_its_order() -> None:
+    plain = fingerprint(_request(Op.UPGRADE, version="2.0.0"), secrets=None, keyring=None)
+
+    def dropping(*names: str) -> dict[str, str]:
+        req = _request(Op.UPGRADE, version="2.0.0", drop_schedules=list(names))
+        return fingerprint(req, secrets=None, keyring=None)
+
+    assert set(dropping("a", "b")) - set(plain) == {"drop_schedules"}
+    assert dropping("a", "b") == dropping("b", "a", "a")
+    assert dropping("a")["drop_schedules"] != dropping("a", "b")["drop_schedules"]
+    # An empty list is given (the operator agrees to drop nothing): not the same as leaving it out.
+    assert "drop_schedules" in dropping()

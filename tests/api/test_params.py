@@ -30,6 +30,7 @@ SAMPLE = {
     "prefix": "com.acme",
     "token_id": "00000000-0000-0000-0000-000000000000",
     "rollout_id": "r-1",
+    "schedule": "nightly",
 }
 # A `{workflow_id:path}` may hold slashes: the bad part goes after a realistic prefix.
 PREFIX = {"workflow_id": "install/acme/"}

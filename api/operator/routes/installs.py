@@ -24,7 +24,7 @@ from api.operator.params import CheckParams
 from core.errors import NotFound
 from registry import read
 from schema.install_rules import GrantSet
-from schema.manifest import MAX_VERSION_CHARS
+from schema.manifest import MAX_SCHEDULES, MAX_VERSION_CHARS, SCHEDULE_NAME_RE
 from schema.payloads.install import InstallOperation
 from schema.temporal import install_workflow_id
 
@@ -61,18 +61,26 @@ class InstallBody(BaseModel):
     deny: GrantBody | None = None
 
 
+ScheduleName = Annotated[str, Field(pattern=SCHEDULE_NAME_RE, max_length=63)]
+# Schedules the operator agrees to lose because the target no longer declares the endpoint they call
+# (else 409 schedule_endpoint_dropped names them; schema.schedules).
+DropSchedules = Annotated[list[ScheduleName] | None, Field(default=None, max_length=MAX_SCHEDULES)]
+
+
 class VersionBody(BaseModel):
     version: Version = Field(min_length=1, max_length=MAX_VERSION_CHARS)
     # Consent to exactly what the target version adds beyond the current grant (409 consent_required
     # names it); `deny` keeps some of it (or of what is granted now) ungranted instead.
     accept: GrantBody | None = None
     deny: GrantBody | None = None
+    drop_schedules: DropSchedules = None
 
 
 class RollbackBody(BaseModel):
     version: Version | None = None
     accept: GrantBody | None = None
     deny: GrantBody | None = None
+    drop_schedules: DropSchedules = None
 
 
 class ConfigBody(BaseModel):
@@ -210,7 +218,11 @@ async def upgrade(
     idempotency_key: IdempotencyKey = None,
 ) -> ChangeOut:
     change = Change(
-        operation=Op.UPGRADE, version=body.version, accept=_grant(body.accept), deny=_grant(body.deny)
+        operation=Op.UPGRADE,
+        version=body.version,
+        accept=_grant(body.accept),
+        deny=_grant(body.deny),
+        drop_schedules=body.drop_schedules,
     )
     return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
@@ -231,6 +243,7 @@ async def rollback(
         version=body.version or "",
         accept=_grant(body.accept),
         deny=_grant(body.deny),
+        drop_schedules=body.drop_schedules,
     )
     return await _change(principal, client, resources, tenant, name, idempotency_key, change)
 
