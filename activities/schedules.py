@@ -130,14 +130,43 @@ def _outcome(http_status: int, answer: ExecuteResponse) -> tuple[int, str, RunOu
 
 class ScheduleActivities:
     def __init__(self, pool: asyncpg.Pool, client: Client, *, runner_url: str, runner_auth: str) -> None:
+        """`runner_url`: comma-separated http:// or unix: runner URLs (frame:// entries are skipped);
+        a run goes to the next one round robin and fails over to the others when it cannot connect."""
         self.pool = pool
         self.client = client
-        self._base, transport = _runner_transport(runner_url)
         self._auth = runner_auth
-        self._http = httpx.AsyncClient(transport=transport) if transport else httpx.AsyncClient()
+        self._runners: list[tuple[str, httpx.AsyncClient]] = []
+        for url in (u.strip() for u in runner_url.split(",")):
+            if url and not url.startswith("frame://"):
+                base, transport = _runner_transport(url)
+                self._runners.append(
+                    (base, httpx.AsyncClient(transport=transport) if transport else httpx.AsyncClient())
+                )
+        if not self._runners:
+            raise ValueError("scheduled runs need an http:// or unix: runner URL")
+        self._next = 0
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for _, http in self._runners:
+            await http.aclose()
+
+    async def _post(self, content: bytes, headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+        """POST the envelope to a runner; a runner that cannot be connected to is skipped for the next
+        (nothing was sent to it). All unreachable: the ConnectError propagates and the activity is
+        retried with backoff."""
+        start = self._next
+        self._next = (self._next + 1) % len(self._runners)
+        for i in range(len(self._runners)):
+            base, http = self._runners[(start + i) % len(self._runners)]
+            try:
+                return await http.post(
+                    f"{base}/v1/execute", content=content, headers=headers, timeout=timeout
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if i == len(self._runners) - 1:
+                    raise
+                log.warning("scheduled_run_runner_unreachable", runner=base)
+        raise AssertionError("unreachable: the loop returns or raises")
 
     # --- sync -----------------------------------------------------------------------------------
 
@@ -323,15 +352,14 @@ class ScheduleActivities:
         # ran. Once the request may have been written, a lost connection or a timeout is an outcome,
         # never a retry: the guest may have run, and a scheduled call is not resent.
         try:
-            response = await self._http.post(
-                f"{self._base}/v1/execute",
-                content=envelope,
-                headers={
+            response = await self._post(
+                envelope,
+                {
                     RUNNER_AUTH_HEADER: self._auth,
                     "content-type": "application/json",
                     **_header_lines(prepared.runner_headers),
                 },
-                timeout=httpx.Timeout(prepared.timeout_ms / 1000.0 + RUNNER_MARGIN_S, connect=5.0),
+                httpx.Timeout(prepared.timeout_ms / 1000.0 + RUNNER_MARGIN_S, connect=5.0),
             )
             answer = _answer(response)
             status, logged, outcome, reason = _outcome(response.status_code, answer)

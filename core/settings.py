@@ -316,18 +316,20 @@ class WorkerSettings(CommonSettings):
         return compile_task_queue_for(self.control_task_queue)
 
     @property
-    def runner_http_url(self) -> str:
-        """The first http:// or unix: entry of runner_url (a shared EXT_RUNNER_URL may list frame://
-        entries for gateways; scheduled runs use HTTP)."""
-        for url in (u.strip() for u in self.runner_url.split(",")):
-            if url and not url.startswith("frame://"):
-                return url
-        raise ValueError("EXT_RUNNER_URL has no http:// or unix: entry for scheduled runs")
+    def runner_http_urls(self) -> list[str]:
+        """The http:// and unix: entries of runner_url, in order (a shared EXT_RUNNER_URL may list
+        frame:// entries for gateways; scheduled runs use HTTP and fail over between these)."""
+        urls = [
+            u for u in (u.strip() for u in self.runner_url.split(",")) if u and not u.startswith("frame://")
+        ]
+        if not urls:
+            raise ValueError("EXT_RUNNER_URL has no http:// or unix: entry for scheduled runs")
+        return urls
 
     @model_validator(mode="after")
     def _keys(self) -> Self:
         if not self.is_dev and not self.master_keys.get_secret_value():
             raise ValueError("EXT_MASTER_KEYS is missing; set '<version>:<base64 32 bytes>' entries")
         self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
-        self.runner_http_url  # noqa: B018 -- fails at start rather than at the first scheduled run
+        self.runner_http_urls  # noqa: B018 -- fails at start rather than at the first scheduled run
         return self

@@ -251,7 +251,7 @@ async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = N
         schedule_policy=SchedulePolicy(
             min_interval_s=settings.schedule_min_interval_s, max_per_tenant=settings.schedule_max_per_tenant
         ),
-        runner_url=settings.runner_http_url,
+        runner_url=",".join(settings.runner_http_urls),
         runner_auth=settings.runner_auth.get_secret_value(),
     )
     try:

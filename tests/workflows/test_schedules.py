@@ -48,7 +48,7 @@ from schema.temporal import (
     manual_run_workflow_id,
     schedule_control_workflow_id,
 )
-from tests.gateway.conftest import HOSTILE, RUNNER_AUTH, RunnerProcess
+from tests.gateway.conftest import HOSTILE, RUNNER_AUTH, RunnerProcess, free_port
 from tests.workflows.helpers import (
     Installs,
     Signer,
@@ -114,6 +114,8 @@ async def sched_worker(
     """Control and compile workers whose blob store is the runner's and whose scheduled runs call it;
     a test marks `policy` to run under other operator limits."""
     marker = request.node.get_closest_marker("policy")
+    # `dead_runner`: an unreachable runner listed first, to fail over from.
+    dead = f"http://127.0.0.1:{free_port()}," if request.node.get_closest_marker("dead_runner") else ""
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-compile")
     workers = build_workers(
         client,
@@ -126,7 +128,7 @@ async def sched_worker(
         keyring=keyring,
         compile_executor=executor,
         schedule_policy=marker.args[0] if marker else None,
-        runner_url=runner.url,
+        runner_url=dead + runner.url,
         runner_auth=RUNNER_AUTH,
     )
     async with running_workers(workers):
@@ -528,4 +530,27 @@ async def test_the_cron_fires_a_run(
 
     row = await eventually(logged, timeout=120, what="a cron-fired run")
     assert (row["status"], row["outcome"]) == (200, "ok")
+    await installs.apply(name, Op.UNINSTALL)
+
+
+@pytest.mark.dead_runner
+async def test_a_run_fails_over_from_a_runner_it_cannot_reach(
+    client: Client,
+    task_queue: str,
+    sched_worker: None,
+    runner_store: FilesystemBlobStore,
+    signer: Signer,
+    tmp_path: Path,
+    installs: Installs,
+    schedules_to_clean: list[str],
+) -> None:
+    """Runs go round robin over the worker's runners; one that refuses connections is skipped (nothing
+    was sent to it), so every run lands on the live one, whichever it would have gone to first."""
+    name, t = unique_name(), installs.tenant
+    schedules_to_clean.append(install_schedule_id(t, name, "nightly"))
+    await publish(client, task_queue, runner_store, signer, tmp_path, scheduled(name, "1.0.0", [NIGHTLY]))
+    await installs.apply(name, Op.INSTALL, version="1.0.0")
+    for _ in range(2):
+        ran = await run_now(client, task_queue, t, name, "nightly")
+        assert (ran.outcome, ran.status) == (RunOutcome.OK, 200)
     await installs.apply(name, Op.UNINSTALL)
