@@ -4,6 +4,7 @@ the commands against the real operator API and worker (subprocesses, as a user r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ def test_another_name_is_a_usage_error_naming_the_form(ref: str, capsys: pytest.
 
 
 def test_the_table_shows_state_next_and_last_run() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "extension": "com.acme.x",
             "name": "nightly",

@@ -431,7 +431,7 @@ async def test_a_run_goes_through_the_runner_into_the_execution_log_and_debug_st
     assert failed is not None and failed["outcome"] == "upstream_error"
 
     async def trap_event() -> list[Any] | None:
-        entries = await redis_client.xrange(f"ext-debug:{t}:{name}")
+        entries: list[Any] = await redis_client.xrange(f"ext-debug:{t}:{name}") or []
         found = [e for e in entries if e[1].get(b"request_id", b"").decode() == failed["request_id"]]
         return found or None
 
