@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.syntax_trees import parse_many
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("schema", "core", "bundles", "registry", "activities", "workflows", "runner", "api", "cli")
 
@@ -41,8 +43,7 @@ def _modules() -> list[tuple[str, Path]]:
     return out
 
 
-def _imports(path: Path, module: str) -> list[tuple[str, int]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _imports(tree: ast.Module, path: Path, module: str) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -64,9 +65,11 @@ def _imports(path: Path, module: str) -> list[tuple[str, int]]:
 
 def _violations() -> list[str]:
     bad: list[str] = []
-    for module, path in _modules():
+    modules = _modules()
+    trees = parse_many([(str(path), path.read_text()) for _module, path in modules])
+    for (module, path), tree in zip(modules, trees, strict=True):
         pkg = module.split(".")[0]
-        for target, line in _imports(path, module):
+        for target, line in _imports(tree, path, module):
             top = target.split(".")[0]
             if top not in PACKAGES or top == pkg:
                 continue

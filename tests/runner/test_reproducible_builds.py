@@ -118,9 +118,12 @@ def test_python_guest_builds_differ_only_in_the_interpreter_snapshot(
         if x != y
     }
     # Module 0 is the linked CPython + app whose linear memory the pre-init snapshot holds (data
-    # section 11); module 1 the small init shim whose globals (section 6) record that heap's top.
-    # Code, types, imports and exports are identical: the build is deterministic up to the heap.
-    assert differing == {0: [11], 1: [6]}
+    # section 11); module 1 the small init shim whose globals (section 6) record that heap's top,
+    # which two builds sometimes share (then module 1 is identical). Code, types, imports and exports
+    # are identical: the build is deterministic up to the heap.
+    assert differing.get(0) == [11], differing
+    assert differing.get(1, [6]) == [6], differing
+    assert differing.keys() <= {0, 1}, differing
     heap_a, heap_b = data_image(first[0]), data_image(second[0])
     # The same interned identifier, `WitWorld` (the app's export), carries a different cached
     # str hash in each heap: the interpreter's hash secret differed between the two builds.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import hashlib
 import json
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from tests.syntax_trees import parse, parse_many
 from tests.workflows.helpers import HISTORIES, ROOT
 
 SOURCES = HISTORIES / "SOURCES.json"
@@ -33,7 +35,11 @@ _DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctio
 
 def source_digest(source: str) -> str:
     """sha256 of the module's syntax tree without docstrings (comments are not in the tree)."""
-    return hashlib.sha256(_canonical(ast.parse(source)).encode()).hexdigest()
+    return _digest(parse(source))
+
+
+def _digest(tree: ast.Module) -> str:
+    return hashlib.sha256(_canonical(tree).encode()).hexdigest()
 
 
 def _canonical(node: object) -> str:
@@ -81,7 +87,7 @@ def workflow_modules(cls: type) -> set[str]:
         if module in seen:
             continue
         seen.add(module)
-        tree = ast.parse(_module_path(module).read_text())
+        tree = _tree_of(_module_path(module).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 pending += [a.name for a in node.names if a.name.startswith("workflows.")]
@@ -93,6 +99,12 @@ def workflow_modules(cls: type) -> set[str]:
     return {_module_path(m).relative_to(ROOT).as_posix() for m in seen}
 
 
+@functools.cache
+def _tree_of(source: str) -> ast.Module:
+    # Keyed by the source, so an edited module is parsed again; each parse costs a child interpreter.
+    return parse(source)
+
+
 def _module_path(module: str) -> Path:
     loaded = sys.modules.get(module)
     path = getattr(loaded, "__file__", None)
@@ -101,8 +113,9 @@ def _module_path(module: str) -> Path:
 
 def current_sources(workflows: list[type]) -> dict[str, str]:
     """Digest of every module of workflow code, by path."""
-    paths = set().union(*(workflow_modules(cls) for cls in workflows))
-    return {p: source_digest((ROOT / p).read_text()) for p in sorted(paths)}
+    paths = sorted(set().union(*(workflow_modules(cls) for cls in workflows)))
+    trees = parse_many([(p, (ROOT / p).read_text()) for p in paths])
+    return {p: _digest(tree) for p, tree in zip(paths, trees, strict=True)}
 
 
 def recorded_sources() -> dict[str, str]:
