@@ -64,6 +64,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(stack.root, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a `slow` test first, each file kept together: xdist (`--dist loadfile`) hands out
+    files in this order, so the long ones start at once instead of one of them trailing a run whose
+    other workers are already idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order is kept
+
+
 @pytest.fixture(scope="session")
 def worker_id_num(request: pytest.FixtureRequest) -> int:
     wid = getattr(request.config, "workerinput", {}).get("workerid", "gw0")

@@ -50,7 +50,7 @@ from tests.workflows.helpers import Signer, fixed_keyring, unique_name
 
 # Each extctl run is a fresh interpreter (~1 s to import); on a loaded 2-core machine a test of several
 # commands plus the workflows they run needs more than the suite's default 60 s.
-pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
 

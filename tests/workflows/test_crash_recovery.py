@@ -47,7 +47,7 @@ from tests.workflows.rollout_helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 class WorkerProcess:

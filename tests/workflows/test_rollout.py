@@ -36,7 +36,7 @@ from tests.workflows.rollout_helpers import (
 )
 from workflows.rollout import ROLLOUT_STATE
 
-pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.temporal, pytest.mark.slow, pytest.mark.timeout(120)]
 Phase = RolloutPhase
 
 

@@ -501,6 +501,7 @@ async def test_quarantine_pauses_an_installs_schedules(
     assert skipped.outcome is RunOutcome.SKIPPED
 
 
+@pytest.mark.slow  # waits for the next minute boundary
 @pytest.mark.timeout(150)
 @pytest.mark.policy(SchedulePolicy(min_interval_s=60))
 async def test_the_cron_fires_a_run(
