@@ -24,6 +24,12 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
    each type object now computes these once and keeps them; with the handler's signature cached per
    loaded component (`Signature`, below) one call converts through one long-lived tree.
 
+4. One copy per string. Upstream `str_to_capi` / `bytes_to_capi` build a ctypes array copy of the
+   bytes and then `memmove` it into the C vector, and `to_str` copies the C bytes into a bytearray
+   before decoding: two copies and several ctypes objects for each string of every call (a request
+   record lowers 14: its six values and eight field names). The replacements copy once, straight
+   between the Python bytes and the C vector, through the same C API calls.
+
 Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
 signature=)` is
 `Func.__call__` that measures the result in its C form (what the C API lifted out of guest memory)
@@ -43,6 +49,7 @@ from ctypes import byref
 from typing import Any
 
 import wasmtime
+from wasmtime import _bindings as wt_bindings
 from wasmtime import _ffi as ffi
 from wasmtime.component import Func, Record, Variant
 from wasmtime.component import _enter as wt_enter
@@ -278,6 +285,32 @@ def _maybe_raise_last_exn() -> None:
     raise exc
 
 
+_new_uninitialized = wt_bindings._wasm_byte_vec_new_uninitialized  # the raw C function, no wrapper
+_upstream_bytes_to_capi = ffi.bytes_to_capi
+
+
+# Parameters named as upstream's (`s`): callers may pass them by keyword.
+def _bytes_to_capi(s: bytes | bytearray) -> ffi.wasm_byte_vec_t:
+    if not isinstance(s, bytes):
+        return _upstream_bytes_to_capi(s)  # a bytearray (or a wrong type: upstream raises)
+    vec = ffi.wasm_byte_vec_t()
+    _new_uninitialized(byref(vec), len(s))
+    if s:
+        ctypes.memmove(vec.data, s, len(s))
+    return vec
+
+
+def _str_to_capi(s: str) -> ffi.wasm_byte_vec_t:
+    if not isinstance(s, str):
+        raise TypeError("expected a string")
+    return _bytes_to_capi(s.encode("utf-8"))
+
+
+def _to_str(vec: ffi.wasm_byte_vec_t) -> str:
+    size = vec.size
+    return ctypes.string_at(vec.data, size).decode("utf-8") if size else ""
+
+
 def _memoized(getter: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
     """`getter`, computed once per type object and kept in its __dict__ (a race computes it twice,
     harmlessly: both results describe the same immutable type)."""
@@ -329,6 +362,10 @@ def install() -> None:
             raise RuntimeError("wasmtime-py layout changed: re-check runner/_adapter.py patches")
         wt_types.VariantLikeType._lower = _lower  # type: ignore[method-assign]
         _memoize_types()
+        # Every call site reads these as attributes of wasmtime._ffi at call time.
+        ffi.bytes_to_capi = _bytes_to_capi
+        ffi.str_to_capi = _str_to_capi
+        ffi.to_str = _to_str
         # func_impl looks `catch_exceptions` up in _linker's globals; enter_wasm looks up
         # `maybe_raise_last_exn` in _enter's globals: both at call time, so rebinding suffices.
         wt_linker.catch_exceptions = _catch_exceptions  # type: ignore[attr-defined]

@@ -144,3 +144,30 @@ def test_type_trees_are_read_once_and_reused_across_stores() -> None:
             "ok",
             [("x-h", "xx")],
         )
+
+
+@pytest.mark.parametrize("text", ["", "a", "héllo wörld ✓", "x" * 70_000, "nul\x00inside"])
+def test_strings_cross_the_c_api_with_one_copy_and_unchanged(text: str) -> None:
+    """install() swaps wasmtime-py's string <-> C vector copies for one-copy ones (patch 4): every
+    string still arrives byte for byte, empty and non-ASCII ones included."""
+    from wasmtime import _ffi as ffi
+
+    _adapter.install()
+    assert ffi.str_to_capi is _adapter._str_to_capi and ffi.to_str is _adapter._to_str
+    vec = ffi.str_to_capi(text)
+    try:
+        assert vec.size == len(text.encode())
+        assert ffi.to_str(vec) == text
+        assert bytes(ffi.to_bytes(vec)) == text.encode()
+    finally:
+        ffi.wasm_byte_vec_delete(vec)
+    for data in (text.encode(), bytearray(text.encode())):
+        raw = ffi.bytes_to_capi(data)
+        try:
+            assert bytes(ffi.to_bytes(raw)) == bytes(data)
+        finally:
+            ffi.wasm_byte_vec_delete(raw)
+    with pytest.raises(TypeError):
+        ffi.str_to_capi(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ffi.bytes_to_capi("text")  # type: ignore[arg-type]
