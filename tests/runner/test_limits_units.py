@@ -171,3 +171,22 @@ def test_strings_cross_the_c_api_with_one_copy_and_unchanged(text: str) -> None:
         ffi.str_to_capi(b"bytes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ffi.bytes_to_capi("text")  # type: ignore[arg-type]
+
+
+def test_a_record_that_fails_half_way_through_lowering_frees_cleanly() -> None:
+    """Patch 5: a field of the wrong type stops the lowering with a TypeError; what was lowered is
+    freed, nothing uninitialized is, and the next call converts as before."""
+    guest = _Guest()
+    store = wasmtime.Store(guest.engine)
+    store.set_fuel(10**9)
+    store.set_epoch_deadline(10**6)
+    instance = Linker(guest.engine).instantiate(store, guest.component)
+    func = instance.get_func(store, "handler")
+    assert func is not None
+    for bad in ({"query": 7}, {"headers": [record(name="x", value=3)]}, {"body_base64": "no"}):
+        fields = {"method": "GET", "path": "/", "query": "o", "headers": [], "body": "", "body_base64": False}
+        request = record(**{**fields, **bad})
+        with pytest.raises(TypeError):
+            call_bounded(func, store, request, max_bytes=MiB, max_items=256)
+    ok = guest.call("o", max_bytes=MiB, max_items=256)
+    assert (ok.status, ok.body, [(h.name, h.value) for h in ok.headers]) == (200, "ok", [("x-h", "xx")])
