@@ -36,7 +36,7 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
    through lowering frees what it lowered and nothing it did not (upstream leaves the names of the
    fields it never reached uninitialized before freeing them).
 
-Patches 4 and 5 took 11-12 % off a C echo call's `Runtime.run` (docs/performance.md).
+Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run` (docs/performance.md).
 
 Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
 signature=)` is
