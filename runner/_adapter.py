@@ -36,6 +36,12 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
    through lowering frees what it lowered and nothing it did not (upstream leaves the names of the
    fields it never reached uninitialized before freeing them).
 
+6. Borrowed parameters (in `call_bounded`, not a patch). The C API only reads a call's arguments
+   (`wasmtime_component_func_call` converts them from a `const` pointer into its own values), so a
+   parameter whose type is made of strings, bools, records and lists is laid out in ctypes arrays
+   that Python owns, its strings pointing into the Python bytes themselves: no C allocation, no copy
+   and nothing to free afterwards. Other parameter types take wasmtime-py's (owned) path.
+
 Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run` (docs/performance.md).
 
 Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
@@ -205,10 +211,11 @@ class Signature:
     """A component function's parameter and result types, read once and then reused across Stores
     and threads (component types are immutable and owned by these Python objects, not by a Store)."""
 
-    __slots__ = ("_lock", "_types")
+    __slots__ = ("_borrowed", "_lock", "_types")
 
     def __init__(self) -> None:
         self._types: tuple[list[tuple[str, wt_types.ValType]], wt_types.ValType | None] | None = None
+        self._borrowed: list[bool] = []
         self._lock = threading.Lock()
 
     def of(self, func: Func, store: wasmtime.Store) -> tuple[list[tuple[str, Any]], Any]:
@@ -217,9 +224,14 @@ class Signature:
             with self._lock:
                 if self._types is None:
                     fty = func.type(store)
+                    self._borrowed = [_borrowable(ty) for _name, ty in fty.params]
                     self._types = (fty.params, fty.result)
                 types = self._types
         return types
+
+    def borrowed(self) -> list[bool]:
+        """Per parameter (after `of`): whether it is lowered into Python-owned memory (patch 6)."""
+        return self._borrowed
 
 
 def call_bounded(
@@ -233,14 +245,22 @@ def call_bounded(
     """Call a component function like `Func.__call__`, refusing an oversized result before lifting it
     into Python (raises LiftTooLarge; the C value is freed either way). `signature`: the function's
     cached types (the same export of the same component), else they are read from `func`."""
-    param_tys, result_ty = (signature or Signature()).of(func, store)
+    sig = signature or Signature()
+    param_tys, result_ty = sig.of(func, store)
     if len(params) != len(param_tys):
         raise TypeError(f"wrong number of parameters: given {len(params)}, expected {len(param_tys)}")
     param_capi = (ffi.wasmtime_component_val_t * max(len(params), 1))()
+    borrowed = sig.borrowed()
+    keep: list[object] = []  # the Python-owned memory of borrowed parameters, alive until we return
+    owned: list[int] = []  # indices of parameters wasmtime-py lowered into C-owned memory
     lowered = 0
     try:
         for (_name, ty), val in zip(param_tys, params, strict=True):
-            ty.convert_to_c(store, val, ctypes.pointer(param_capi[lowered]))
+            if borrowed[lowered]:
+                _lower_borrowed(ty, val, param_capi[lowered], keep)
+            else:
+                ty.convert_to_c(store, val, ctypes.pointer(param_capi[lowered]))
+                owned.append(lowered)
             lowered += 1
         result = ffi.wasmtime_component_val_t()
 
@@ -264,7 +284,7 @@ def call_bounded(
             raise
         return result_ty.convert_from_c(result)
     finally:
-        for i in range(lowered):
+        for i in owned:  # borrowed ones are Python's: freeing them through the C API would corrupt it
             ffi.wasmtime_component_val_delete(byref(param_capi[i]))
 
 
@@ -388,6 +408,83 @@ def _record_from_c(self: wt_types.RecordType, c: Any) -> Record:
         return out
     finally:
         _valrecord_delete(byref(rec))
+
+
+_BYTE_PTR = ctypes.POINTER(ctypes.c_uint8)
+_VAL = ffi.wasmtime_component_val_t
+_ENTRY = wt_bindings.wasmtime_component_valrecord_entry_t
+_STRING_V = _STRING_KIND.value
+_RECORD_V = _RECORD_KIND.value
+_LIST_V = ffi.WASMTIME_COMPONENT_LIST.value
+_BOOL_V = _BOOL_KIND.value
+
+
+def _borrowable(ty: wt_types.ValType) -> bool:
+    """Whether `_lower_borrowed` can lay out values of this type (string, bool, record, list)."""
+    if isinstance(ty, (wt_types.String, wt_types.Bool)):
+        return True
+    if isinstance(ty, wt_types.RecordType):
+        return all(_borrowable(t) for _n, t in ty.fields)
+    if isinstance(ty, wt_types.ListType):
+        return not ty._is_bytes() and _borrowable(ty.element)
+    return False
+
+
+def _borrow(data: bytes) -> Any:
+    """A C pointer into `data`'s own buffer. It does not keep `data` alive: the caller must."""
+    return ctypes.cast(data, _BYTE_PTR)  # type: ignore[arg-type]  # ctypes takes bytes as char*
+
+
+def _name_vecs(ty: wt_types.RecordType) -> list[tuple[str, ffi.wasm_byte_vec_t, wt_types.ValType]]:
+    """Per record type: each field's name as a C vector over bytes the type object keeps alive
+    (`_record_names` holds the encoded names for as long as the type exists)."""
+    names: list[tuple[str, ffi.wasm_byte_vec_t, wt_types.ValType]] | None = ty.__dict__.get(
+        "_extplane_name_vecs"
+    )
+    if names is None:
+        names = [
+            (name, ffi.wasm_byte_vec_t(len(encoded), _borrow(encoded)), field_ty)
+            for name, encoded, field_ty in _record_names(ty)
+        ]
+        ty.__dict__["_extplane_name_vecs"] = names
+    return names
+
+
+def _lower_borrowed(ty: wt_types.ValType, val: Any, out: Any, keep: list[object]) -> None:
+    """Lay `val` out in `out` (a wasmtime_component_val_t) in Python-owned memory; everything the C
+    side will read is appended to `keep`, which must outlive the call. Raises TypeError as upstream
+    does for a value that does not match its type."""
+    if isinstance(ty, wt_types.String):
+        if not isinstance(val, str):
+            raise TypeError("expected string type")
+        data = val.encode("utf-8")
+        keep.append(data)
+        out.kind = _STRING_V
+        out.of.string = ffi.wasm_byte_vec_t(len(data), _borrow(data))
+    elif isinstance(ty, wt_types.Bool):
+        if not isinstance(val, bool):
+            raise TypeError("expected bool type")
+        out.kind = _BOOL_V
+        out.of.boolean = val
+    elif isinstance(ty, wt_types.RecordType):
+        fields = _name_vecs(ty)
+        entries = (_ENTRY * len(fields))()
+        keep.append(entries)
+        for entry, (name, name_vec, field_ty) in zip(entries, fields, strict=True):
+            entry.name = name_vec
+            _lower_borrowed(field_ty, getattr(val, name), entry.val, keep)
+        out.kind = _RECORD_V
+        out.of.record = ffi.wasmtime_component_valrecord_t(len(fields), entries)
+    else:
+        if not isinstance(val, list):
+            raise TypeError("expected list value")
+        element = ty.element  # type: ignore[attr-defined]  # a ListType: _borrowable checked it
+        items = (_VAL * len(val))()
+        keep.append(items)
+        for item, value in zip(items, val, strict=True):
+            _lower_borrowed(element, value, item, keep)
+        out.kind = _LIST_V
+        out.of.list = ffi.wasmtime_component_vallist_t(len(val), items)
 
 
 def _memoized(getter: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:
