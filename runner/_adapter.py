@@ -42,7 +42,7 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
    that Python owns, its strings pointing into the Python bytes themselves: no C allocation, no copy
    and nothing to free afterwards. Other parameter types take wasmtime-py's (owned) path.
 
-Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run` (docs/performance.md).
+Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run`, patch 6 another 10 % (docs/performance.md).
 
 Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
 signature=)` is
