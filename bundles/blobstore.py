@@ -36,6 +36,7 @@ __all__ = [
     "InvalidBlobKey",
     "artifact_key",
     "bundle_key",
+    "compiled_key",
     "staging_key",
     "validate_key",
 ]
@@ -84,6 +85,14 @@ def artifact_key(content_hash: str, engine_fingerprint: str) -> str:
             f"engine fingerprint {engine_fingerprint[:80]!r} must match [a-z0-9_-][a-z0-9._-]{{0,127}}"
         )
     return f"artifacts/{parse_content_hash(content_hash)}/{engine_fingerprint}.cwasm"
+
+
+def compiled_key(component_sha256: str, engine_fingerprint: str) -> str:
+    """Key of the compile cache entry of a component, by the sha256 of its wasm bytes (not of its
+    bundle): `compiled/<hex>/<fingerprint>.cwasm`. Versions whose bundles differ only outside the
+    component (manifest, UI, README) share it, so publishing one compiles nothing."""
+    artifact = artifact_key(f"sha256:{component_sha256}", engine_fingerprint)  # validates both parts
+    return "compiled/" + artifact.removeprefix("artifacts/")
 
 
 def staging_key(upload_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 import uuid
@@ -13,15 +14,17 @@ import zstandard
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import compile as compile_module
 from activities.bundles import BundleActivities
 from activities.compile import CompileActivities
-from bundles.blobstore import FilesystemBlobStore, artifact_key, bundle_key, staging_key
+from bundles.blobstore import FilesystemBlobStore, artifact_key, bundle_key, compiled_key, staging_key
 from bundles.hashing import content_hash
-from runner.compile import engine_fingerprint
+from runner.compile import engine_fingerprint, precompile
 from schema.payloads.publish import DiscardBlobsInput, InspectBundleInput, PrecompileInput, PromoteBundleInput
-from tests.workflows.helpers import ROOT, build_bundle, manifest
+from tests.workflows.helpers import COMPONENT, ROOT, build_bundle, manifest
 
 CORE_MODULE = (ROOT / "tests" / "bundles" / "fixtures" / "core_module.wasm").read_bytes()
+ECHO = (ROOT / "tests" / "runner" / "fixtures" / "echo.wasm").read_bytes()
 
 
 @pytest.fixture
@@ -132,3 +135,41 @@ async def test_precompile_rejects_a_core_module(store: FilesystemBlobStore, tmp_
             PrecompileInput(staging_key=key, content_hash=digest),
         )
     assert info.value.type == "module_rejected" and info.value.non_retryable
+
+
+async def test_a_version_with_the_same_component_copies_its_compilation(
+    store: FilesystemBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two versions whose bundles differ only in the manifest compile once; each still gets its own
+    artifact, so discarding one version's never takes the other's; another component compiles."""
+    compiled: list[int] = []
+
+    def counting(wasm: bytes) -> bytes:
+        compiled.append(len(wasm))
+        return precompile(wasm)
+
+    monkeypatch.setattr(compile_module, "precompile", counting)
+    staged = [
+        put_staged(store, build_bundle(tmp_path, manifest("com.acme.hello", version)))
+        for version in ("1.0.0", "1.0.1")
+    ]
+    other = put_staged(store, build_bundle(tmp_path, manifest("com.acme.hello", "1.0.2"), wasm=ECHO))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        acts = CompileActivities(store, pool)
+        first, second, third = [
+            await ActivityEnvironment().run(
+                acts.precompile_component, PrecompileInput(staging_key=key, content_hash=digest)
+            )
+            for key, digest in (*staged, other)
+        ]
+
+    assert len(compiled) == 2, "1.0.1 reused 1.0.0's compilation, 1.0.2 (another component) compiled"
+    assert first.artifact_key == artifact_key(staged[0][1], engine_fingerprint())
+    assert second.artifact_key == artifact_key(staged[1][1], engine_fingerprint())
+    assert (first.sha256, first.size) == (second.sha256, second.size) != (third.sha256, third.size)
+    assert store.exists(compiled_key(hashlib.sha256(COMPONENT).hexdigest(), engine_fingerprint()))
+    await ActivityEnvironment().run(
+        BundleActivities(store).discard_blobs, DiscardBlobsInput(keys=[first.artifact_key])
+    )
+    assert not store.exists(first.artifact_key)
+    assert store.get(second.artifact_key) and store.size(second.artifact_key) == second.size

@@ -16,6 +16,7 @@ from bundles.blobstore import (
     InvalidBlobKey,
     artifact_key,
     bundle_key,
+    compiled_key,
     staging_key,
     validate_key,
 )
@@ -40,6 +41,7 @@ def test_key_helpers() -> None:
         f"artifacts/{HEX}/wasmtime-50.0.1-x86_64-fuel-epoch.cwasm"
     )
     assert staging_key("0b7c6f0e2a3d4c5b") == "staging/0b7c6f0e2a3d4c5b.tar.zst"
+    assert compiled_key(HEX, "fp") == f"compiled/{HEX}/fp.cwasm"  # by the component's own hash
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,8 @@ def test_key_helpers() -> None:
         lambda: bundle_key(HEX),
         lambda: artifact_key(HASH, "../escape"),
         lambda: artifact_key(HASH, "Has/Slash"),
+        lambda: compiled_key("../" + HEX[3:], "fp"),
+        lambda: compiled_key(HEX, "../fp"),
         lambda: staging_key("../x"),
         lambda: staging_key(""),
     ],
