@@ -3,7 +3,8 @@
 Runs, in one process, each module's `rows()` (baseline and subject interleaved inside each module):
 components (compile vs deserialize of the Python sample, memory per loaded component), installs
 (gateway install resolution at 10 vs 10,000 installs, cold and cached), runner (per-call overhead vs
-bare wasmtime-py, first call, RSS, ASGI and HTTP), extism_compare (the runner's per-call cost vs the
+bare wasmtime-py, first call, RSS, ASGI and HTTP), conversion (the runner's component value
+conversion vs wasmtime-py's own, call by call), extism_compare (the runner's per-call cost vs the
 Extism Python SDK's fresh Plugin per call), gateway (hop transport, limiter round trip, end-to-end
 req/s and p50/p99 at c=1/8/32/64 vs bare uvicorn and uvicorn+Starlette), deadlines (answer time -
 timeout of a spinning guest, a victim tenant's latency during another tenant's flood), debug_stream
@@ -41,6 +42,7 @@ ORDER = (
     "components",
     "installs",
     "runner",
+    "conversion",
     "extism_compare",
     "gateway",
     "deadlines",
@@ -76,6 +78,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], list[Row]]]:
             out[name] = functools.partial(rows, samples=60)
         elif quick and name == "load":
             out[name] = functools.partial(rows, calls=2000, concurrency=16)
+        elif quick and name == "conversion":
+            out[name] = functools.partial(rows, rounds=500)
         elif quick and name == "extism_compare":
             out[name] = functools.partial(rows, rounds=500)
         elif quick and name == "components":

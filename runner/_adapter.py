@@ -233,6 +233,12 @@ class Signature:
         """Per parameter (after `of`): whether it is lowered into Python-owned memory (patch 6)."""
         return self._borrowed
 
+    def force_owned(self, owned: bool) -> None:
+        """Lower every parameter through wasmtime-py (True) or borrow where the type allows (False).
+        Only for bench/conversion.py; call after `of`."""
+        params = self._types[0] if self._types is not None else []
+        self._borrowed = [not owned and _borrowable(ty) for _name, ty in params]
+
 
 def call_bounded(
     func: Func,
@@ -528,6 +534,37 @@ def _memoize_types() -> None:
         setattr(cls, name, property(memo) if is_property else memo)
 
 
+# Patches 4 and 5 as (owner, attribute, replacement). Every call site reads these as attributes of
+# wasmtime._ffi or of the type classes at call time, so rebinding them suffices.
+_PATCHED_CONVERSIONS: list[tuple[Any, str, Any]] = [
+    (ffi, "bytes_to_capi", _bytes_to_capi),
+    (ffi, "str_to_capi", _str_to_capi),
+    (ffi, "to_str", _to_str),
+    (wt_types.String, "convert_to_c", _string_to_c),
+    (wt_types.String, "convert_from_c", _string_from_c),
+    (wt_types.RecordType, "convert_to_c", _record_to_c),
+    (wt_types.RecordType, "convert_from_c", _record_from_c),
+]
+_UPSTREAM_CONVERSIONS: list[tuple[Any, str, Any]] = []  # what install() replaced
+
+
+def _conversions() -> list[tuple[Any, str, Any]]:
+    return [(owner, name, getattr(owner, name)) for owner, name, _new in _PATCHED_CONVERSIONS]
+
+
+def _set_conversions(conversions: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, fn in conversions:
+        setattr(owner, name, fn)
+
+
+def use_upstream_conversions(upstream: bool) -> None:
+    """Swap wasmtime-py's own string and record conversions back in (True) or patches 4 and 5 (False),
+    process-wide. Only for bench/conversion.py, which alternates them call by call; after install()."""
+    if not _installed:
+        raise RuntimeError("install() first")
+    _set_conversions(_UPSTREAM_CONVERSIONS if upstream else _PATCHED_CONVERSIONS)
+
+
 def install() -> None:
     """Apply the patches above to wasmtime-py (idempotent; the runner calls it before any Engine)."""
     global _installed
@@ -538,14 +575,8 @@ def install() -> None:
             raise RuntimeError("wasmtime-py layout changed: re-check runner/_adapter.py patches")
         wt_types.VariantLikeType._lower = _lower  # type: ignore[method-assign]
         _memoize_types()
-        # Every call site reads these as attributes of wasmtime._ffi at call time.
-        ffi.bytes_to_capi = _bytes_to_capi
-        ffi.str_to_capi = _str_to_capi
-        ffi.to_str = _to_str
-        wt_types.String.convert_to_c = _string_to_c  # type: ignore[method-assign]
-        wt_types.String.convert_from_c = _string_from_c  # type: ignore[method-assign]
-        wt_types.RecordType.convert_to_c = _record_to_c  # type: ignore[method-assign]
-        wt_types.RecordType.convert_from_c = _record_from_c  # type: ignore[method-assign]
+        _UPSTREAM_CONVERSIONS.extend(_conversions())
+        _set_conversions(_PATCHED_CONVERSIONS)
         # func_impl looks `catch_exceptions` up in _linker's globals; enter_wasm looks up
         # `maybe_raise_last_exn` in _enter's globals: both at call time, so rebinding suffices.
         wt_linker.catch_exceptions = _catch_exceptions  # type: ignore[attr-defined]
