@@ -17,51 +17,44 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from bench._interleave import alternate, percentile
 from bench.report import Row
-from bench.runner import Bench
+from bench.runner import echo_bench
 from runner import _adapter
 from schema.envelope import ExecuteRequest
-from tests.runner.runner_helpers import FIXTURES, envelope, manifest, publish
+from tests.runner.runner_helpers import envelope
 
 VARIANTS = ("upstream", "patched", "borrowed")
 
 
 def measure(rounds: int, warmup: int = 200) -> dict[str, list[float]]:
     """µs per call of each variant, `rounds` calls each, alternated."""
-    with tempfile.TemporaryDirectory(prefix="bench-conversion-") as tmp:
-        work = Path(tmp)
-        bench = Bench(work)
+    with echo_bench("bench-conversion-") as (bench, chash, _wasm):
+        env = ExecuteRequest.model_validate(envelope(chash, "/x", method="POST", body=b"hello"))
+        loaded = bench.cache().get(chash, artifacts=env.artifacts)
+        bench.runtime.run(loaded, env, bench.sink)  # reads the handler's signature once
+
+        def variant(upstream: bool, owned: bool) -> Callable[[], object]:
+            def call() -> object:
+                _adapter.use_upstream_conversions(upstream)
+                loaded.signature.force_owned(owned)
+                out = bench.runtime.run(loaded, env, bench.sink)
+                if out.error is not None or out.body != b"hello":
+                    raise RuntimeError(f"the echo answered {out.error or out.body!r}")
+                return out
+
+            return call
+
+        # The switch itself (two attribute writes per call) is inside every variant's time alike.
+        workloads = [variant(True, True), variant(False, True), variant(False, False)]
         try:
-            wasm = (FIXTURES / "echo.wasm").read_bytes()
-            chash = publish(work, wasm, manifest(name="com.bench.echo"), work)
-            env = ExecuteRequest.model_validate(envelope(chash, "/x", method="POST", body=b"hello"))
-            loaded = bench.cache().get(chash, artifacts=env.artifacts)
-            bench.runtime.run(loaded, env, bench.sink)  # reads the handler's signature once
-
-            def variant(upstream: bool, owned: bool) -> Callable[[], object]:
-                def call() -> object:
-                    _adapter.use_upstream_conversions(upstream)
-                    loaded.signature.force_owned(owned)
-                    out = bench.runtime.run(loaded, env, bench.sink)
-                    if out.error is not None or out.body != b"hello":
-                        raise RuntimeError(f"the echo answered {out.error or out.body!r}")
-                    return out
-
-                return call
-
-            # The switch itself (two attribute writes per call) is inside every variant's time alike.
-            workloads = [variant(True, True), variant(False, True), variant(False, False)]
             alternate(workloads, warmup, time.perf_counter)
             samples = alternate(workloads, rounds, time.perf_counter)
         finally:
             _adapter.use_upstream_conversions(False)
-            bench.runtime.close()
     return {name: [s * 1e6 for s in sample] for name, sample in zip(VARIANTS, samples, strict=True)}
 
 

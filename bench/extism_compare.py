@@ -29,10 +29,8 @@ import argparse
 import importlib
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -40,8 +38,7 @@ from wasmtime.component import Component
 
 from bench._interleave import alternate, percentile
 from bench.report import Row
-from bench.runner import Bench, bare_component
-from tests.runner.runner_helpers import FIXTURES, manifest, publish
+from bench.runner import bare_component, echo_bench
 
 EXTISM_PIN = "extism==1.1.1"
 GOAL = 0.75  # ours / Extism per call (issue 14)
@@ -114,22 +111,15 @@ def measure(rounds: int, warmup: int = 200) -> tuple[list[float], list[float], l
     sdk = load_extism()
     if sdk is None:
         raise ModuleNotFoundError(f"extism is not installed (pip install {EXTISM_PIN})")
-    with tempfile.TemporaryDirectory(prefix="bench-extism-") as tmp:
-        work = Path(tmp)
-        bench = Bench(work)
-        try:
-            wasm = (FIXTURES / "echo.wasm").read_bytes()
-            chash = publish(work, wasm, manifest(name="com.bench.echo"), work)
-            engine = bench.runtime.engine
-            workloads = [
-                bench.via_runner(chash, "/x"),
-                extism_call(sdk),
-                bare_component(engine, Component(engine, wasm), wasi=False),
-            ]
-            alternate(workloads, warmup, time.perf_counter)
-            ours_s, theirs_s, bare_s = alternate(workloads, rounds, time.perf_counter)
-        finally:
-            bench.runtime.close()
+    with echo_bench("bench-extism-") as (bench, chash, wasm):
+        engine = bench.runtime.engine
+        workloads = [
+            bench.via_runner(chash, "/x"),
+            extism_call(sdk),
+            bare_component(engine, Component(engine, wasm), wasi=False),
+        ]
+        alternate(workloads, warmup, time.perf_counter)
+        ours_s, theirs_s, bare_s = alternate(workloads, rounds, time.perf_counter)
     us = [[s * 1e6 for s in sample] for sample in (ours_s, theirs_s, bare_s)]
     return us[0], us[1], us[2], sdk.extism_version()
 

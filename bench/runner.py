@@ -21,7 +21,8 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -197,6 +198,20 @@ class Bench:
             return out
 
         return call
+
+
+@contextmanager
+def echo_bench(prefix: str) -> Iterator[tuple[Bench, str, bytes]]:
+    """A Bench in a temporary directory with the C echo fixture published: (bench, content hash,
+    component bytes). The runtime is closed on the way out."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        bench = Bench(work)
+        try:
+            wasm = (FIXTURES / "echo.wasm").read_bytes()
+            yield bench, publish(work, wasm, manifest(name="com.bench.echo"), work), wasm
+        finally:
+            bench.runtime.close()
 
 
 def _recorded(chash: str) -> dict[str, ArtifactDigest]:

@@ -363,16 +363,24 @@ def _string_to_c(self: wt_types.String, store: Any, val: Any, ptr: Any) -> None:
 
 def _string_from_c(self: wt_types.String, c: Any) -> str:  # noqa: ARG001 - upstream signature
     string = c.of.string
-    size = string.size
-    text = ctypes.string_at(string.data, size).decode("utf-8") if size else ""
+    text = _to_str(string)
     _byte_vec_delete(byref(string))
     return text
 
 
-def _record_names(self: wt_types.RecordType) -> list[tuple[str, bytes, wt_types.ValType]]:
-    names: list[tuple[str, bytes, wt_types.ValType]] | None = self.__dict__.get("_extplane_names")
+# Per record type, each field: (name, its UTF-8 bytes, a C vector borrowing those bytes, its type).
+# The tuple keeps the bytes alive for as long as the type object holds the list.
+_RecordField = tuple[str, bytes, ffi.wasm_byte_vec_t, wt_types.ValType]
+
+
+def _record_names(self: wt_types.RecordType) -> list[_RecordField]:
+    names: list[_RecordField] | None = self.__dict__.get("_extplane_names")
     if names is None:
-        names = self.__dict__["_extplane_names"] = [(n, n.encode(), ty) for n, ty in self.fields]
+        names = []
+        for name, ty in self.fields:
+            encoded = name.encode()
+            names.append((name, encoded, ffi.wasm_byte_vec_t(len(encoded), _borrow(encoded)), ty))
+        self.__dict__["_extplane_names"] = names
     return names
 
 
@@ -383,7 +391,7 @@ def _record_to_c(self: wt_types.RecordType, store: Any, val: Any, ptr: Any) -> N
     data = raw.data
     done = 0
     try:
-        for name, encoded, ty in fields:
+        for name, encoded, _vec, ty in fields:
             entry = data[done]
             ty.convert_to_c(store, getattr(val, name), ctypes.pointer(entry.val))
             entry.name = _bytes_to_capi(encoded)
@@ -405,7 +413,7 @@ def _record_from_c(self: wt_types.RecordType, c: Any) -> Record:
     try:
         out = Record()
         data = rec.data
-        for i, (name, _encoded, ty) in zip(range(rec.size), _record_names(self), strict=True):
+        for i, (name, _encoded, _vec, ty) in zip(range(rec.size), _record_names(self), strict=True):
             entry = data[i]
             value = entry.val
             setattr(out, name, ty.convert_from_c(value))
@@ -441,21 +449,6 @@ def _borrow(data: bytes) -> Any:
     return ctypes.cast(data, _BYTE_PTR)  # type: ignore[arg-type]  # ctypes takes bytes as char*
 
 
-def _name_vecs(ty: wt_types.RecordType) -> list[tuple[str, ffi.wasm_byte_vec_t, wt_types.ValType]]:
-    """Per record type: each field's name as a C vector over bytes the type object keeps alive
-    (`_record_names` holds the encoded names for as long as the type exists)."""
-    names: list[tuple[str, ffi.wasm_byte_vec_t, wt_types.ValType]] | None = ty.__dict__.get(
-        "_extplane_name_vecs"
-    )
-    if names is None:
-        names = [
-            (name, ffi.wasm_byte_vec_t(len(encoded), _borrow(encoded)), field_ty)
-            for name, encoded, field_ty in _record_names(ty)
-        ]
-        ty.__dict__["_extplane_name_vecs"] = names
-    return names
-
-
 def _lower_borrowed(ty: wt_types.ValType, val: Any, out: Any, keep: list[object]) -> None:
     """Lay `val` out in `out` (a wasmtime_component_val_t) in Python-owned memory; everything the C
     side will read is appended to `keep`, which must outlive the call. Raises TypeError as upstream
@@ -473,10 +466,10 @@ def _lower_borrowed(ty: wt_types.ValType, val: Any, out: Any, keep: list[object]
         out.kind = _BOOL_V
         out.of.boolean = val
     elif isinstance(ty, wt_types.RecordType):
-        fields = _name_vecs(ty)
+        fields = _record_names(ty)
         entries = (_ENTRY * len(fields))()
         keep.append(entries)
-        for entry, (name, name_vec, field_ty) in zip(entries, fields, strict=True):
+        for entry, (name, _encoded, name_vec, field_ty) in zip(entries, fields, strict=True):
             entry.name = name_vec
             _lower_borrowed(field_ty, getattr(val, name), entry.val, keep)
         out.kind = _RECORD_V

@@ -49,13 +49,18 @@ class _Guest:
         self.engine = new_engine()
         self.component = Component(self.engine, ALIAS_HEADERS)
 
-    def call(self, mode: str, signature: Signature | None = None, **bounds: int) -> Any:
+    def handler(self) -> tuple[wasmtime.Store, Any]:
+        """A fresh Store and the guest's `handler` in it."""
         store = wasmtime.Store(self.engine)
         store.set_fuel(10**9)
         store.set_epoch_deadline(10**6)
         instance = Linker(self.engine).instantiate(store, self.component)
         func = instance.get_func(store, "handler")
         assert func is not None
+        return store, func
+
+    def call(self, mode: str, signature: Signature | None = None, **bounds: int) -> Any:
+        store, func = self.handler()
         request = record(method="GET", path="/", query=mode, headers=[], body="", body_base64=False)
         return call_bounded(func, store, request, signature=signature, **bounds)
 
@@ -177,12 +182,7 @@ def test_a_record_that_fails_half_way_through_lowering_frees_cleanly() -> None:
     """Patch 5: a field of the wrong type stops the lowering with a TypeError; what was lowered is
     freed, nothing uninitialized is, and the next call converts as before."""
     guest = _Guest()
-    store = wasmtime.Store(guest.engine)
-    store.set_fuel(10**9)
-    store.set_epoch_deadline(10**6)
-    instance = Linker(guest.engine).instantiate(store, guest.component)
-    func = instance.get_func(store, "handler")
-    assert func is not None
+    store, func = guest.handler()
     for bad in ({"query": 7}, {"headers": [record(name="x", value=3)]}, {"body_base64": "no"}):
         fields = {"method": "GET", "path": "/", "query": "o", "headers": [], "body": "", "body_base64": False}
         request = record(**{**fields, **bad})
