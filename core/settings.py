@@ -206,6 +206,9 @@ class RunnerSettings(CommonSettings):
     # The framed execute hop (schema.runner_frames; gateways list it as frame://host:PORT), on `host`
     # beside the HTTP port, which still serves /v1/execute, /healthz, /metrics and /ext-ui. Unset: off.
     frame_port: int | None = Field(default=None, ge=0, le=65535)
+    # Framed connections served at once, a thread each (idle ones sleep in recv); beyond, closed at
+    # accept. Gateways hold up to EXT_GATEWAY_RUNNER_CONNECTIONS each per runner.
+    frame_max_connections: int = Field(default=512, ge=1)
     runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
     # "1:<base64 32 bytes>,2:..." as for the worker; the runner only unwraps (core.crypto).
     master_keys: SecretStr = SecretStr("")

@@ -13,20 +13,15 @@ leaves the queue, or its guest is ended at the next deadline check, so abandoned
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import ipaddress
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,7 +33,8 @@ from core.settings import RunnerSettings
 from runner._admission import Admission
 from runner._debug import DebugSink, InMemoryDebugSink, MeteredSink
 from runner._egress import EgressClient, EgressPolicy
-from runner._engine import Outcome, Runtime
+from runner._engine import Runtime
+from runner._execute import Executor, error_body
 from runner._frames import FrameServer
 from runner._host import HostServices
 from runner._loader import ComponentCache
@@ -46,8 +42,7 @@ from runner._metrics import Metrics
 from runner._secrets import SecretsCache
 from runner._storage import PgStorage, Quotas
 from runner._ui import UiRoute
-from runner.errors import InvalidEnvelope, RunnerBusy, RunnerError
-from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteResponse
+from runner.errors import InvalidEnvelope
 
 log = structlog.get_logger(__name__)
 AUTH_HEADER = "x-runner-auth"
@@ -55,12 +50,9 @@ AUTH_HEADER = "x-runner-auth"
 
 @dataclass
 class _State:
-    runtime: Runtime
-    cache: ComponentCache
-    pool: ThreadPoolExecutor
+    executor: Executor
     storage: PgStorage
     egress: EgressClient
-    admission: Admission
 
 
 def egress_policy(settings: RunnerSettings) -> EgressPolicy:
@@ -122,26 +114,29 @@ def create_app(
             runtime.engine, blob_store, max_bytes=settings.component_cache_bytes, on_load=on_load
         )
         pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="guest")
-        holder["state"] = _State(
+        executor = Executor(
             runtime=runtime,
             cache=cache,
             pool=pool,
-            storage=storage,
-            egress=egress,
             admission=Admission(
                 threads=settings.threads, queue_depth=settings.queue_depth, tenant_share=settings.tenant_share
             ),
+            metrics=metrics,
+            sink=debug_sink,
+            max_envelope=max_envelope,
         )
+        holder["state"] = _State(executor=executor, storage=storage, egress=egress)
         frames: FrameServer | None = None
         if settings.frame_port is not None:
             frames = FrameServer(
-                run_envelope,
+                executor.run_here,
                 auth=auth,
                 max_envelope=max_envelope,
                 idle_s=float(settings.keep_alive_s),
-                oversize=_error_body(InvalidEnvelope(f"envelope larger than {max_envelope} bytes")),
+                oversize=error_body(InvalidEnvelope(f"envelope larger than {max_envelope} bytes")),
+                max_connections=settings.frame_max_connections,
             )
-            await frames.start(settings.host, settings.frame_port)
+            frames.start(settings.host, settings.frame_port)
         log.info(
             "runner_started",
             threads=settings.threads,
@@ -152,40 +147,12 @@ def create_app(
             yield
         finally:
             if frames is not None:
-                await frames.close()
+                # Off the loop: a framed guest mid-call may need it (storage runs on it) to finish.
+                await asyncio.to_thread(frames.close, join_s=settings.max_timeout_ms / 1000.0 + 1.0)
             pool.shutdown(wait=True, cancel_futures=True)
             await storage.aclose()
             egress.close()
             runtime.close()
-
-    def run_sync(
-        state: _State, envelope: ExecuteRequest, deadline: float, cancel: threading.Event
-    ) -> Outcome:
-        before = state.cache.stats()
-        loading = time.monotonic()
-        try:
-            loaded = state.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
-        finally:
-            after = state.cache.stats()
-            metrics.cache_hits.inc(after.hits - before.hits)
-            metrics.cache_misses.inc(after.misses - before.misses)
-            metrics.cache_bytes.set(after.bytes)
-        # Loading a version (deserializing, or compiling on a first call) is not the guest's time.
-        deadline += time.monotonic() - loading
-        return state.runtime.run(loaded, envelope, debug_sink, deadline=deadline, cancel=cancel)
-
-    def shed(error: RunnerBusy) -> tuple[int, bytes]:
-        metrics.busy.inc()
-        metrics.shed.labels(error.reason).inc()
-        return answer(error)
-
-    def gauges(admission: Admission) -> None:
-        metrics.in_flight.set(admission.admitted)
-        metrics.queue_depth.set(admission.waiting)
-
-    def answer(error: RunnerError, outcome: Outcome | None = None) -> tuple[int, bytes]:
-        metrics.executions.labels(error.code.value).inc()
-        return error.http_status, _error_body(error, outcome)
 
     async def execute(request: Request) -> Response:
         given = request.headers.get(AUTH_HEADER, "").encode()
@@ -195,80 +162,21 @@ def create_app(
         # Watch the connection from here on: a caller that leaves must not keep its slot.
         gone = asyncio.ensure_future(_disconnected(request.receive))
         try:
-            status, body = await run_envelope(raw, gone)
+            status, body = await holder["state"].executor.run(raw, gone)
         finally:
             gone.cancel()
         return Response(body, status_code=status, media_type="application/json")
-
-    async def run_envelope(raw: bytes, gone: asyncio.Future[Any]) -> tuple[int, bytes]:
-        """One execution, whichever hop carried it (HTTP here, frames in runner._frames): (status,
-        ExecuteResponse JSON). `gone` completes when the caller has left."""
-        if len(raw) > max_envelope:
-            return answer(InvalidEnvelope(f"envelope larger than {max_envelope} bytes"))
-        try:
-            envelope = ExecuteRequest.model_validate_json(raw)
-        except ValidationError as exc:
-            return answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
-        state = holder["state"]
-        tenant = envelope.context.tenant_id
-        deadline = time.monotonic() + state.runtime.budgets(envelope)[2]
-        try:
-            place = state.admission.enter(tenant)
-        except RunnerBusy as exc:
-            return shed(exc)
-        gauges(state.admission)
-        if place is not None:
-            _on_disconnect(gone, place.cancel)
-            try:
-                await state.admission.wait(tenant, place, deadline)
-            except RunnerBusy as exc:
-                if exc.reason != "abandoned":
-                    return shed(exc)
-                metrics.abandoned.labels("queued").inc()
-                return answer(exc)
-            finally:
-                gauges(state.admission)
-        cancel = threading.Event()
-        # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
-        _on_disconnect(gone, cancel.set)
-        try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                state.pool, run_sync, state, envelope, deadline, cancel
-            )
-        except RunnerError as exc:
-            return answer(exc)
-        except Exception:
-            # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
-            log.exception("execute_failed", request_id=envelope.context.request_id)
-            return answer(RunnerError("the runner failed to execute the request"))
-        finally:
-            state.admission.release(tenant)
-            gauges(state.admission)
-            if cancel.is_set():
-                metrics.abandoned.labels("running").inc()
-        metrics.duration.observe(outcome.duration_ms / 1000.0)
-        metrics.fuel.inc(outcome.fuel_consumed)
-        if outcome.error is not None:
-            return answer(outcome.error, outcome)
-        metrics.executions.labels("ok").inc()
-        body = ExecuteResponse(
-            status=outcome.status,
-            headers=outcome.headers,
-            body_b64=base64.b64encode(outcome.body).decode(),
-            metrics=_metrics_of(outcome),
-        )
-        return 200, body.model_dump_json().encode()
 
     async def healthz(_request: Request) -> Response:
         state = holder.get("state")
         if state is None:
             return JSONResponse({"status": "starting"}, 503)
-        stats = state.cache.stats()
+        stats = state.executor.cache.stats()
         return JSONResponse(
             {
                 "status": "ok",
-                "admitted": state.admission.admitted,
-                "running": state.admission.running,
+                "admitted": state.executor.admission.admitted,
+                "running": state.executor.admission.running,
                 "components": stats.entries,
                 "cache_bytes": stats.bytes,
             }
@@ -299,25 +207,7 @@ def create_app(
     return app
 
 
-def _on_disconnect(gone: asyncio.Future[Any], action: Callable[[], object]) -> None:
-    """Run `action` when the watcher saw the client leave (not when it is cancelled at the end)."""
-    gone.add_done_callback(lambda f: None if f.cancelled() else action())
-
-
 async def _disconnected(receive: Callable[[], Awaitable[MutableMapping[str, object]]]) -> None:
     """Returns when the client has closed the connection (the body was already read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def _error_body(error: RunnerError, outcome: Outcome | None = None) -> bytes:
-    body = ExecuteResponse(
-        error=ExecError(code=error.code.value, message=error.message), metrics=_metrics_of(outcome)
-    )
-    return body.model_dump_json().encode()
-
-
-def _metrics_of(outcome: Outcome | None) -> ExecMetrics | None:
-    if outcome is None:
-        return None
-    return ExecMetrics(duration_ms=round(outcome.duration_ms, 3), fuel_consumed=outcome.fuel_consumed)

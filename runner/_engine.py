@@ -27,7 +27,7 @@ from runner._adapter import LiftTooLarge, call_bounded, field, record
 from runner._deadline import DeadlineCheck, Ticker
 from runner._debug import DebugSink, OutputCapture
 from runner._host import HostServices, define_host
-from runner._invocation import Invocation, bound
+from runner._invocation import Cancel, Invocation, bound
 from runner._limits import store_budget
 from runner._loader import Loaded
 from runner._traps import classify
@@ -84,10 +84,10 @@ class Runtime:
         sink: DebugSink,
         *,
         deadline: float | None = None,
-        cancel: threading.Event | None = None,
+        cancel: Cancel | None = None,
     ) -> Outcome:
         """Execute one envelope. `deadline` (time.monotonic()) defaults to now + the timeout; setting
-        `cancel` ends the guest at its next check (runner._deadline.CHECK_S)."""
+        `cancel.is_set()` ends the guest at its next check (runner._deadline.CHECK_S)."""
         started = time.perf_counter()
         try:
             caps = effective_capabilities(envelope.capabilities.granted)

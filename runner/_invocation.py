@@ -4,7 +4,7 @@ wasmtime hands a host function a `StoreContext`, not our Store, so the invocatio
 thread-local: one execution runs start to finish on one executor thread, and its host calls (and the
 epoch-deadline check of runner._deadline) run synchronously on that same thread.
 
-`cancel` is set from the event loop when the caller has gone (the gateway gave up); `stopped` records
+`cancel` says whether the caller has gone (the gateway gave up); `stopped` records
 why the deadline check ended the guest, so the failure is classified from it and not from a message.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from runner._debug import DebugEvent, DebugSink, Level, OutputCapture, Stream, cut, now
 from schema.capabilities import Capability
@@ -23,6 +23,13 @@ from schema.envelope import ExecuteRequest
 
 _current = threading.local()
 Stop = Literal["deadline", "cancelled"]
+
+
+class Cancel(Protocol):
+    """Whether the caller has gone: a threading.Event set from the event loop (HTTP hop), or a
+    watch on the caller's socket (runner._frames), asked at each deadline check."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(kw_only=True)
@@ -38,7 +45,7 @@ class Invocation:
     denied: list[str] = field(default_factory=list)
     host_failure: BaseException | None = None
     guest_reports: list[str] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: Cancel = field(default_factory=threading.Event)
     stopped: Stop | None = None
 
     def remaining_s(self) -> float:

@@ -4,11 +4,14 @@ execution is ever forgotten, whatever order releases, cancellations and deadline
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runner._admission import Admission
+from runner._admission import Admission, Place
 from runner.errors import RunnerBusy
 
 LATER = 60.0
@@ -58,7 +61,7 @@ async def test_waiters_are_served_round_robin_across_tenants() -> None:
     places = [(t, adm.enter(t)) for t in ("a", "a", "a", "b", "c")]
     order: list[str] = []
 
-    async def waiter(tenant: str, place: asyncio.Future[None] | None) -> None:
+    async def waiter(tenant: str, place: Place | None) -> None:
         assert place is not None
         await adm.wait(tenant, place, deadline())
         order.append(tenant)
@@ -92,4 +95,118 @@ async def test_a_waiter_past_its_deadline_or_cancelled_leaves() -> None:
     adm.release("a")  # goes to d, the only one still waiting
     await asyncio.wait_for(adm.wait("d", next_, deadline()), 5)
     adm.release("d")
+    assert (adm.running, adm.admitted, adm.waiting) == (0, 0, 0)
+
+
+# Framed calls (runner._frames) wait on their own threads; HTTP calls on the event loop. Both share
+# one Admission, so grants cross from one to the other.
+
+
+async def test_a_thread_waiter_is_granted_by_a_release_on_the_loop() -> None:
+    adm = Admission(threads=1, queue_depth=2, tenant_share=1.0)
+    assert adm.enter("a") is None
+    place = adm.enter("b", blocking=True)
+    assert place is not None
+    waiting = asyncio.create_task(asyncio.to_thread(adm.wait_blocking, "b", place, deadline(), lambda: False))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    adm.release("a")
+    await asyncio.wait_for(waiting, 5)
+    assert (adm.running, adm.admitted) == (1, 1)
+    adm.release("b")
+    assert (adm.running, adm.admitted) == (0, 0)
+
+
+async def test_a_loop_waiter_is_granted_by_a_release_on_another_thread() -> None:
+    adm = Admission(threads=1, queue_depth=2, tenant_share=1.0)
+    assert adm.enter("a", blocking=True) is None
+    place = adm.enter("b")
+    assert place is not None
+    waiting = asyncio.create_task(adm.wait("b", place, deadline()))
+    await asyncio.sleep(0)
+    await asyncio.to_thread(adm.release, "a")
+    await asyncio.wait_for(waiting, 5)
+    adm.release("b")
+    assert (adm.running, adm.admitted, adm.waiting) == (0, 0, 0)
+
+
+def test_a_thread_waiter_whose_caller_left_or_whose_deadline_passed_leaves() -> None:
+    adm = Admission(threads=1, queue_depth=4, tenant_share=1.0, poll_s=0.01)
+    assert adm.enter("a", blocking=True) is None
+    gone, late, next_ = (adm.enter(t, blocking=True) for t in "bcd")
+    assert gone is not None and late is not None and next_ is not None
+    asked: list[int] = []
+
+    def left() -> bool:
+        asked.append(1)
+        return len(asked) >= 3  # the caller's socket turns readable on the third look
+
+    with pytest.raises(RunnerBusy) as abandoned:
+        adm.wait_blocking("b", gone, deadline(), left)
+    assert abandoned.value.reason == "abandoned" and len(asked) == 3
+    with pytest.raises(RunnerBusy) as expired:
+        adm.wait_blocking("c", late, time.monotonic() + 0.02, lambda: False)
+    assert expired.value.reason == "queued_past_deadline"
+    assert (adm.admitted, adm.waiting) == (2, 1)
+    adm.release("a")  # goes to d, the only one still waiting
+    adm.wait_blocking("d", next_, deadline(), lambda: False)
+    adm.release("d")
+    assert (adm.running, adm.admitted, adm.waiting) == (0, 0, 0)
+
+
+async def test_threads_and_the_loop_together_never_lose_or_exceed_a_thread() -> None:
+    """Threads (framed calls) and tasks (HTTP calls) enter, wait, give up and release at random; at
+    no point do more than `threads` run, and at the end every slot is free again."""
+    adm = Admission(threads=3, queue_depth=400, tenant_share=1.0, poll_s=0.001)
+    lock = threading.Lock()
+    running = [0, 0]  # now, the most ever seen
+
+    def count(by: int) -> None:
+        with lock:
+            running[0] += by
+            running[1] = max(running[1], running[0])
+
+    def hold(rng: random.Random) -> None:
+        count(1)
+        time.sleep(rng.random() / 2000)
+        count(-1)
+
+    def one_blocking(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(40):
+            tenant = rng.choice("abc")
+            place = adm.enter(tenant, blocking=True)
+            if place is not None:
+                try:
+                    adm.wait_blocking(tenant, place, time.monotonic() + rng.random() / 100, lambda: False)
+                except RunnerBusy:
+                    continue
+            hold(rng)
+            adm.release(tenant)
+
+    async def one_async(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(40):
+            tenant = rng.choice("abc")
+            place = adm.enter(tenant)
+            if place is not None:
+                try:
+                    await adm.wait(tenant, place, time.monotonic() + rng.random() / 100)
+                except RunnerBusy:
+                    continue
+            count(1)
+            await asyncio.sleep(rng.random() / 2000)
+            count(-1)
+            adm.release(tenant)
+
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(6) as threads:
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(loop.run_in_executor(threads, one_blocking, s) for s in range(6)),
+                *(one_async(100 + s) for s in range(6)),
+            ),
+            60,
+        )
+    assert running[1] <= 3
     assert (adm.running, adm.admitted, adm.waiting) == (0, 0, 0)

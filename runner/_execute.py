@@ -1,0 +1,215 @@
+"""One execution from envelope bytes to answer bytes, whichever hop carried it.
+
+    parse -> admission -> (load + Runtime.run on a guest thread) -> release -> (status, answer JSON)
+
+Two ways in, with the same admission, deadlines, limits, metrics and answers:
+
+* `run(raw, gone)` on the event loop, for `POST /v1/execute`: the guest runs on the executor pool and
+  `gone` (a future that completes when the caller has left) cancels a queued place or the guest;
+* `run_here(raw, departure)` on the caller's own thread, for the framed hop (runner._frames): the guest
+  runs on that thread, with no event loop and no thread hand-off between reading the frame and writing
+  the answer (docs/performance.md measured the runner's loop and hand-off as most of a cheap call's
+  CPU). `departure.is_set()` says whether the caller left; it is asked while queued and at the
+  guest's deadline checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from runner._admission import Admission
+from runner._debug import DebugSink
+from runner._engine import Outcome, Runtime
+from runner._invocation import Cancel as Departure
+from runner._loader import ComponentCache
+from runner._metrics import Metrics
+from runner.errors import InvalidEnvelope, RunnerBusy, RunnerError
+from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteResponse
+
+log = structlog.get_logger(__name__)
+
+Answer = tuple[int, bytes]
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        cache: ComponentCache,
+        pool: ThreadPoolExecutor,
+        admission: Admission,
+        metrics: Metrics,
+        sink: DebugSink,
+        max_envelope: int,
+    ) -> None:
+        self.runtime = runtime
+        self.cache = cache
+        self.pool = pool
+        self.admission = admission
+        self._metrics = metrics
+        self._sink = sink
+        self.max_envelope = max_envelope
+
+    async def run(self, raw: bytes, gone: asyncio.Future[Any]) -> Answer:
+        """One execution from the event loop; `gone` completes when the caller has left."""
+        parsed = self._parse(raw)
+        if not isinstance(parsed, ExecuteRequest):
+            return parsed
+        envelope, admission = parsed, self.admission
+        tenant = envelope.context.tenant_id
+        deadline = time.monotonic() + self.runtime.budgets(envelope)[2]
+        try:
+            place = admission.enter(tenant)
+        except RunnerBusy as exc:
+            return self._shed(exc)
+        self._gauges()
+        if place is not None:
+            _on_disconnect(gone, place.cancel)
+            try:
+                await admission.wait(tenant, place, deadline)
+            except RunnerBusy as exc:
+                if exc.reason != "abandoned":
+                    return self._shed(exc)
+                self._metrics.abandoned.labels("queued").inc()
+                return self.answer(exc)
+            finally:
+                self._gauges()
+        cancel = threading.Event()
+        # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
+        _on_disconnect(gone, cancel.set)
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._execute, envelope, deadline, cancel
+            )
+        except RunnerError as exc:
+            return self.answer(exc)
+        except Exception:
+            return self._failed(envelope)
+        finally:
+            self._released(tenant, cancel)
+        return self._answer_outcome(outcome)
+
+    def run_here(self, raw: bytes, departure: Departure) -> Answer | None:
+        """One execution on the calling thread; None when the caller left (nothing to answer)."""
+        parsed = self._parse(raw)
+        if not isinstance(parsed, ExecuteRequest):
+            return parsed
+        envelope, admission = parsed, self.admission
+        tenant = envelope.context.tenant_id
+        deadline = time.monotonic() + self.runtime.budgets(envelope)[2]
+        try:
+            place = admission.enter(tenant, blocking=True)
+        except RunnerBusy as exc:
+            return self._shed(exc)
+        self._gauges()
+        if place is not None:
+            try:
+                admission.wait_blocking(tenant, place, deadline, departure.is_set)
+            except RunnerBusy as exc:
+                if exc.reason != "abandoned":
+                    return self._shed(exc)
+                self._metrics.abandoned.labels("queued").inc()
+                return None
+            finally:
+                self._gauges()
+        try:
+            outcome = self._execute(envelope, deadline, departure)
+        except RunnerError as exc:
+            return self.answer(exc)
+        except Exception:
+            return self._failed(envelope)
+        finally:
+            self._released(tenant, departure)
+        if departure.is_set():
+            return None
+        return self._answer_outcome(outcome)
+
+    def answer(self, error: RunnerError, outcome: Outcome | None = None) -> Answer:
+        self._metrics.executions.labels(error.code.value).inc()
+        return error.http_status, error_body(error, outcome)
+
+    def _parse(self, raw: bytes) -> ExecuteRequest | Answer:
+        if len(raw) > self.max_envelope:
+            return self.answer(InvalidEnvelope(f"envelope larger than {self.max_envelope} bytes"))
+        try:
+            return ExecuteRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            return self.answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
+
+    def _execute(self, envelope: ExecuteRequest, deadline: float, cancel: Departure) -> Outcome:
+        metrics = self._metrics
+        before = self.cache.stats()
+        loading = time.monotonic()
+        try:
+            loaded = self.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
+        finally:
+            after = self.cache.stats()
+            metrics.cache_hits.inc(after.hits - before.hits)
+            metrics.cache_misses.inc(after.misses - before.misses)
+            metrics.cache_bytes.set(after.bytes)
+        # Loading a version (deserializing, or compiling on a first call) is not the guest's time.
+        deadline += time.monotonic() - loading
+        return self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
+
+    def _released(self, tenant: str, cancel: Departure) -> None:
+        self.admission.release(tenant)
+        self._gauges()
+        if cancel.is_set():
+            self._metrics.abandoned.labels("running").inc()
+
+    def _failed(self, envelope: ExecuteRequest) -> Answer:
+        # A runner bug, not a guest failure: still a classified, JSON answer for the gateway.
+        log.exception("execute_failed", request_id=envelope.context.request_id)
+        return self.answer(RunnerError("the runner failed to execute the request"))
+
+    def _answer_outcome(self, outcome: Outcome) -> Answer:
+        metrics = self._metrics
+        metrics.duration.observe(outcome.duration_ms / 1000.0)
+        metrics.fuel.inc(outcome.fuel_consumed)
+        if outcome.error is not None:
+            return self.answer(outcome.error, outcome)
+        metrics.executions.labels("ok").inc()
+        body = ExecuteResponse(
+            status=outcome.status,
+            headers=outcome.headers,
+            body_b64=base64.b64encode(outcome.body).decode(),
+            metrics=_metrics_of(outcome),
+        )
+        return 200, body.model_dump_json().encode()
+
+    def _shed(self, error: RunnerBusy) -> Answer:
+        self._metrics.busy.inc()
+        self._metrics.shed.labels(error.reason).inc()
+        return self.answer(error)
+
+    def _gauges(self) -> None:
+        self._metrics.in_flight.set(self.admission.admitted)
+        self._metrics.queue_depth.set(self.admission.waiting)
+
+
+def _on_disconnect(gone: asyncio.Future[Any], action: Callable[[], object]) -> None:
+    """Run `action` when the watcher saw the client leave (not when it is cancelled at the end)."""
+    gone.add_done_callback(lambda f: None if f.cancelled() else action())
+
+
+def error_body(error: RunnerError, outcome: Outcome | None = None) -> bytes:
+    body = ExecuteResponse(
+        error=ExecError(code=error.code.value, message=error.message), metrics=_metrics_of(outcome)
+    )
+    return body.model_dump_json().encode()
+
+
+def _metrics_of(outcome: Outcome | None) -> ExecMetrics | None:
+    if outcome is None:
+        return None
+    return ExecMetrics(duration_ms=round(outcome.duration_ms, 3), fuel_consumed=outcome.fuel_consumed)
