@@ -1,5 +1,5 @@
 """Gateway benchmark: `python -m bench.gateway [--duration S] [--workers W] [--runners R]
-[--skip-python-guest]`.
+[--runner-cpus spread|none|LIST] [--skip-python-guest]`.
 
 Measured in one run, on this machine, with the same load generator:
 
@@ -17,6 +17,10 @@ Measured in one run, on this machine, with the same load generator:
    interleaved: at each concurrency every target runs once, in an order rotated per level
    (bench/_interleave.py), so machine noise hits the floors and the subjects alike; SETTLE_S
    between runs lets the calls a run left in flight drain from the runner first.
+
+Runner processes are pinned one CPU each (EXT_CPUS, core.affinity), from the last CPU down
+(`--runner-cpus spread`, the layout docs/deploy.md recommends); `none` leaves them unpinned and a CPU
+list pins every runner to it, to measure the difference.
 
 Load: `wrk` when installed (`apt-get install -y wrk`); otherwise the bench says so and uses a Python
 asyncio keep-alive generator (which itself needs CPU, so its numbers are lower). Services: Postgres
@@ -371,7 +375,11 @@ async def transport_rows(
 def rows(duration: int = 3, workers: int = 1, runners: int = 1, skip_python_guest: bool = False) -> list[Row]:
     """The figures of this module, for `python -m bench` (measured as `main` measures them)."""
     args = argparse.Namespace(
-        duration=duration, workers=workers, runners=runners, skip_python_guest=skip_python_guest
+        duration=duration,
+        workers=workers,
+        runners=runners,
+        runner_cpus="spread",
+        skip_python_guest=skip_python_guest,
     )
     return _collect(args)[0]
 
@@ -388,6 +396,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     parser.add_argument("--workers", type=int, default=1, help="gateway uvicorn workers")
     parser.add_argument("--runners", type=int, default=1, help="runner processes behind the gateway")
+    parser.add_argument(
+        "--runner-cpus",
+        default="spread",
+        help="'spread': runner i pinned to one CPU each, from the last down; 'none': unpinned; "
+        "else an EXT_CPUS list for every runner",
+    )
     parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -443,8 +457,13 @@ def _run(
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(hello_argv, hello_env, f"http://127.0.0.1:{hello_port}/"))
         stack.enter_context(process(star_argv, hello_env, f"http://127.0.0.1:{star_port}/"))
-        for port, fport in zip(runner_ports, frame_ports, strict=True):
-            env = {**runner_env, "EXT_PORT": str(port), "EXT_FRAME_PORT": str(fport)}
+        for i, (port, fport) in enumerate(zip(runner_ports, frame_ports, strict=True)):
+            env = {
+                **runner_env,
+                "EXT_PORT": str(port),
+                "EXT_FRAME_PORT": str(fport),
+                "EXT_CPUS": runner_cpus(args.runner_cpus, i),
+            }
             stack.enter_context(
                 process([sys.executable, "-m", "runner"], env, f"http://127.0.0.1:{port}/healthz")
             )
@@ -483,6 +502,12 @@ def _run(
                     (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
                 )
             )
+        out.append(
+            "\nRunner CPUs (EXT_CPUS): "
+            + ", ".join(
+                f"runner {i}: {runner_cpus(args.runner_cpus, i) or 'any'}" for i in range(args.runners)
+            )
+        )
         out.append(
             f"\nTransport of the gateway->runner hop (in-process client, C echo guest, {args.duration}s each)"
         )
@@ -533,6 +558,16 @@ def _run(
 
 
 FLOORS = Floors(bare=BARE, framework=STARLETTE)
+
+
+def runner_cpus(how: str, index: int) -> str:
+    """EXT_CPUS for runner `index`: "spread" gives each its own CPU from the last one down."""
+    if how == "none":
+        return ""
+    if how == "spread":
+        cpus = sorted(os.sched_getaffinity(0), reverse=True)
+        return str(cpus[index % len(cpus)])
+    return how
 
 
 def _e2e_table(names: list[str], results: dict[tuple[str, int], Result]) -> list[str]:

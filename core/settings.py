@@ -18,9 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.affinity import parse_cpus, usable
 from schema.namespaces import NamespacePolicy
 from schema.schedules import DEFAULT_MAX_PER_TENANT, DEFAULT_MIN_INTERVAL_S
 from schema.temporal import CONTROL_TASK_QUEUE, compile_task_queue_for
@@ -210,6 +211,9 @@ class RunnerSettings(CommonSettings):
     # accept. Gateways hold up to EXT_GATEWAY_RUNNER_CONNECTIONS each per runner.
     frame_max_connections: int = Field(default=512, ge=1)
     runner_auth: SecretStr = SecretStr(DEV_RUNNER_AUTH)
+    # CPUs this process and its threads run on (core.affinity; "0", "0-3"); empty: any it may use.
+    # One runner per CPU, each pinned, is the fast layout (docs/performance.md).
+    cpus: str = ""
     # "1:<base64 32 bytes>,2:..." as for the worker; the runner only unwraps (core.crypto).
     master_keys: SecretStr = SecretStr("")
     max_timeout_ms: int = 30_000
@@ -256,6 +260,21 @@ class RunnerSettings(CommonSettings):
     # Empty means 'self': right when the gateway passes /ext-ui through on its own origin.
     gateway_url: str = ""
     ui_cache_bundles: int = 32
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, value: str) -> str:
+        if value.strip():
+            try:
+                usable(parse_cpus(value))
+            except ValueError as exc:
+                raise ValueError(f"EXT_CPUS={value!r}: {exc}") from None
+        return value.strip()
+
+    @property
+    def cpu_set(self) -> frozenset[int] | None:
+        """The CPUs EXT_CPUS pins this runner to; None: not pinned."""
+        return parse_cpus(self.cpus) if self.cpus else None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,13 +1,15 @@
 """`python -m runner`: serve the runner with uvicorn on settings.host:settings.port.
 
 The debug sink is the Redis streams one (`EXT_DEBUG_REDIS_URL`, else `EXT_REDIS_URL`) unless
-`EXT_DEBUG_SINK=memory`; its publisher thread lives as long as the server.
+`EXT_DEBUG_SINK=memory`; its publisher thread lives as long as the server. With `EXT_CPUS` the
+process pins itself (and so every thread it starts) to those CPUs first (core.affinity).
 """
 
 from __future__ import annotations
 
 import uvicorn
 
+from core.affinity import pin_process
 from core.logging import configure_logging
 from core.settings import RunnerSettings
 from runner._app import create_app
@@ -17,6 +19,8 @@ from runner._debug_redis import RedisDebugSink
 
 def main() -> None:
     settings = RunnerSettings()
+    if settings.cpu_set is not None:
+        pin_process(settings.cpu_set)  # before the threads start: they inherit it
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     redis_sink: RedisDebugSink | None = None
     sink: DebugSink
