@@ -4,7 +4,8 @@ Runs, in one process, each module's `rows()` (baseline and subject interleaved i
 components (compile vs deserialize of the Python sample, memory per loaded component), installs
 (gateway install resolution at 10 vs 10,000 installs, cold and cached), runner (per-call overhead vs
 bare wasmtime-py, first call, RSS, ASGI and HTTP), conversion (the runner's component value
-conversion vs wasmtime-py's own, call by call), extism_compare (the runner's per-call cost vs the
+conversion vs wasmtime-py's own, call by call), thread_affinity (Runtime.run on 1/2/4 threads, the
+process pinned to one CPU vs on every CPU), extism_compare (the runner's per-call cost vs the
 Extism Python SDK's fresh Plugin per call), gateway (hop transport, limiter round trip, end-to-end
 req/s and p50/p99 at c=1/8/32/64 vs bare uvicorn and uvicorn+Starlette), deadlines (answer time -
 timeout of a spinning guest, a victim tenant's latency during another tenant's flood), debug_stream
@@ -43,6 +44,7 @@ ORDER = (
     "installs",
     "runner",
     "conversion",
+    "thread_affinity",
     "extism_compare",
     "gateway",
     "deadlines",
@@ -80,6 +82,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], list[Row]]]:
             out[name] = functools.partial(rows, calls=2000, concurrency=16)
         elif quick and name == "conversion":
             out[name] = functools.partial(rows, rounds=500)
+        elif quick and name == "thread_affinity":
+            out[name] = functools.partial(rows, calls=600, rounds=1)
         elif quick and name == "extism_compare":
             out[name] = functools.partial(rows, rounds=500)
         elif quick and name == "components":

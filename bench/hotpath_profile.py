@@ -1,5 +1,7 @@
 """Where a hot-path request's CPU goes: `python -m bench.hotpath_profile [--duration S] [--conns 1,32]
-[--rate HZ] [--out DIR] [--skip-python-guest]` (docs/performance.md has the figures and the method).
+[--rate HZ] [--out DIR] [--hop frame|http] [--runner-cpus spread|none|LIST] [--skip-python-guest]`
+(docs/performance.md has the figures and the method). The gateway talks to the runner over `--hop`
+(default the framed hop); the runner is pinned as bench/gateway.py pins it (`--runner-cpus`).
 
 Starts the same embedded stack as bench/gateway.py (Postgres + Redis, `python -m runner`,
 `python -m api.gateway`, one uvicorn worker each, the C echo fixture and the Python hello sample), plus
@@ -43,6 +45,7 @@ from bench.gateway import (
     Target,
     _drop,
     _wrk_ms,
+    runner_cpus,
     seed_registry,
     services,
 )
@@ -203,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="directory for raw py-spy files + JSON")
     parser.add_argument("--no-native", dest="native", action="store_false", help="no native frames")
     parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
+    parser.add_argument("--hop", choices=("frame", "http"), default="frame", help="gateway->runner hop")
+    parser.add_argument("--runner-cpus", default="spread", help="EXT_CPUS of the runner (bench.gateway)")
     parser.add_argument("--report", type=Path, default=None, help="re-report an earlier --out, no run")
     args = parser.parse_args(argv)
     if args.report is not None:
@@ -235,17 +240,23 @@ def _run(
     hello_env = {**env, "PYTHONPATH": str(work)}
     uv = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
     hello_port, star_port, gw_port, runner_port = free_port(), free_port(), free_port(), free_port()
+    frame_port = free_port()
     runner_env = {
         **env,
         "EXT_DATA_DIR": str(data_dir),
         "EXT_DATABASE_URL": db_url,
         "EXT_PORT": str(runner_port),
+        "EXT_FRAME_PORT": str(frame_port),
+        "EXT_CPUS": runner_cpus(args.runner_cpus, 0),
     }
     gw_env = {
         **env,
         "EXT_DATABASE_URL": db_url,
         "EXT_REDIS_URL": redis_url,
-        "EXT_RUNNER_URL": f"http://127.0.0.1:{runner_port}",
+        "EXT_RUNNER_URL": (
+            f"frame://127.0.0.1:{frame_port}" if args.hop == "frame" else f"http://127.0.0.1:{runner_port}"
+        ),
+        "EXT_RUNNER_UI_URL": f"http://127.0.0.1:{runner_port}",
     }
     results: list[Measured] = []
     try:
@@ -283,7 +294,8 @@ def _run(
             headers = (("authorization", f"Bearer {token}"), ("content-type", "application/json"))
             for name in hashes:
                 url = f"http://127.0.0.1:{gw_port}/api/ext/{name}/echo"
-                target = Target(f"gateway->runner, {name}", url, "POST", b'{"hi":1}', headers)
+                hop = "=frame=>" if args.hop == "frame" else "->"
+                target = Target(f"gateway{hop}runner, {name}", url, "POST", b'{"hi":1}', headers)
                 plan.append((target, {"gateway": gateway, "runner": runner}))
             for target, pids in plan:
                 for c in conns:

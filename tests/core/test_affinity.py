@@ -48,4 +48,4 @@ def test_a_bad_cpu_list_is_refused_naming_the_setting(text: str, says: str) -> N
 def test_no_cpu_list_pins_nothing_and_a_usable_one_is_kept() -> None:
     assert RunnerSettings(env="test").cpu_set is None
     first = min(os.sched_getaffinity(0))
-    assert RunnerSettings(env="test", cpus=str(first)).cpu_set == {first}
+    assert RunnerSettings(env="test", cpus=str(first)).cpu_set == frozenset({first})
