@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, MutableMapping
-from typing import Any
+import traceback
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -62,6 +63,32 @@ def _scrubbed(renderer: Callable[..., Any]) -> Callable[..., str]:
     return render
 
 
+def plain_traceback(sio: TextIO, exc_info: Any) -> None:
+    """The standard library's traceback text (frames and messages, no locals) without Python 3.11's
+    `^^^^` lines. Computing those ast.parse()s each frame's source line, and CPython 3.11's AST
+    conversion keeps module-wide state (gh-106905): a thread logging a traceback could make an
+    ast.parse in another thread of the process fail (pytest's assertion rewriting, hypothesis)."""
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if not isinstance(exc, BaseException):
+        return
+    shown = traceback.TracebackException.from_exception(exc)
+    for part in _chain(shown, set()):
+        for frame in part.stack:
+            frame.colno = frame.end_colno = None  # no column range: no caret line, no parse
+    sio.write("\n" + "".join(shown.format()).rstrip("\n"))
+
+
+def _chain(shown: traceback.TracebackException, seen: set[int]) -> Iterator[traceback.TracebackException]:
+    """`shown` and every exception it prints with it: causes, contexts, exception-group members."""
+    if id(shown) in seen:
+        return
+    seen.add(id(shown))
+    yield shown
+    for linked in (shown.__cause__, shown.__context__, *(getattr(shown, "exceptions", None) or ())):
+        if linked is not None:
+            yield from _chain(linked, seen)
+
+
 def renderers(fmt: str) -> list[Any]:
     """The processors that turn an event dict into its line: JSON (prod) or console (dev)."""
     if fmt == "json":
@@ -70,11 +97,7 @@ def renderers(fmt: str) -> list[Any]:
             _scrubbed(structlog.processors.JSONRenderer()),
         ]
     # plain_traceback: the standard library's format (no locals), instead of rich's show_locals=True.
-    return [
-        _scrubbed(
-            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
-        )
-    ]
+    return [_scrubbed(structlog.dev.ConsoleRenderer(colors=False, exception_formatter=plain_traceback))]
 
 
 def configure_logging(*, fmt: str = "console", level: str = "info") -> None:

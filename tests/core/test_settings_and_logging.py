@@ -3,8 +3,10 @@ keys are redacted, tracebacks name no local variable, credentials in text are ma
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import traceback
 from typing import Any
 
 import pytest
@@ -132,3 +134,56 @@ def test_a_refused_setting_does_not_quote_the_input() -> None:
     with pytest.raises(ValidationError) as info:
         ApiSettings(env="prod", runner_auth="x" * 20 + "tail-of-a-secret", ui_session_secret="changeme")
     assert "tail-of-a-secret" not in str(info.value)
+
+
+def _failing() -> None:
+    cause = {"a": 1}
+    try:
+        cause["b"]
+    except KeyError as exc:
+        raise RuntimeError("wrapped " + str(len(cause))) from exc
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_logging_a_traceback_parses_no_source(
+    fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's traceback text ast.parse()s each frame's line for its `^^^^` carets, and its AST
+    conversion has module-wide state (gh-106905): a server thread logging a traceback broke an
+    ast.parse in the test's own thread. Logged tracebacks keep frames, lines and causes, no carets."""
+    parsed: list[str] = []
+    real_parse = ast.parse
+
+    def counting(source: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(str(source))
+        return real_parse(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting)
+    configure_logging(fmt=fmt, level="info")
+    try:
+        try:
+            _failing()
+        except RuntimeError:
+            structlog.get_logger("t").exception("unhandled_error")
+            logging.getLogger("temporalio.activity").exception("Completing activity as failed")
+        err = capsys.readouterr().err
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    assert parsed == []
+    if fmt == "console":
+        assert err.count("RuntimeError: wrapped 1") == 2 and err.count("KeyError: 'b'") == 2, err
+        assert 'cause["b"]' in err and "^^^" not in err, err
+    else:
+        assert err.count('"exc_type": "RuntimeError"') == 2 and err.count('"exc_type": "KeyError"') == 2
+    # The standard library's own rendering does parse: without the formatter above, this would fail.
+    traceback.format_exception(*_exc_info())
+    assert parsed
+
+
+def _exc_info() -> tuple[type[BaseException], BaseException, Any]:
+    try:
+        _failing()
+    except RuntimeError as exc:
+        return type(exc), exc, exc.__traceback__
+    raise AssertionError("unreachable")
