@@ -72,7 +72,10 @@ class Place:
             if threading.get_ident() == self._loop_thread:
                 _resolve(self._future)
             else:
-                self._loop.call_soon_threadsafe(_resolve, self._future)
+                try:
+                    self._loop.call_soon_threadsafe(_resolve, self._future)
+                except RuntimeError:
+                    pass  # its loop has closed (the runner is stopping): nobody waits any more
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:
