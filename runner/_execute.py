@@ -59,6 +59,18 @@ class Executor:
         self._metrics = metrics
         self._sink = sink
         self.max_envelope = max_envelope
+        self._ok = metrics.executions.labels("ok")  # bound once: labels() looks it up every time
+
+        def cache_counts() -> tuple[int, int]:
+            stats = cache.stats()
+            return stats.hits, stats.misses
+
+        metrics.watch(
+            admitted=lambda: admission.admitted,
+            waiting=lambda: admission.waiting,
+            cache_bytes=lambda: cache.stats().bytes,
+            cache_counts=cache_counts,
+        )
 
     async def run(self, raw: bytes, gone: asyncio.Future[Any]) -> Answer:
         """One execution from the event loop; `gone` completes when the caller has left."""
@@ -72,7 +84,6 @@ class Executor:
             place = admission.enter(tenant)
         except RunnerBusy as exc:
             return self._shed(exc)
-        self._gauges()
         if place is not None:
             _on_disconnect(gone, place.cancel)
             try:
@@ -82,8 +93,6 @@ class Executor:
                     return self._shed(exc)
                 self._metrics.abandoned.labels("queued").inc()
                 return self.answer(exc)
-            finally:
-                self._gauges()
         cancel = threading.Event()
         # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
         _on_disconnect(gone, cancel.set)
@@ -111,7 +120,6 @@ class Executor:
             place = admission.enter(tenant, blocking=True)
         except RunnerBusy as exc:
             return self._shed(exc)
-        self._gauges()
         if place is not None:
             try:
                 admission.wait_blocking(tenant, place, deadline, departure.is_set)
@@ -120,8 +128,6 @@ class Executor:
                     return self._shed(exc)
                 self._metrics.abandoned.labels("queued").inc()
                 return None
-            finally:
-                self._gauges()
         try:
             outcome = self._execute(envelope, deadline, departure)
         except RunnerError as exc:
@@ -147,23 +153,14 @@ class Executor:
             return self.answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
 
     def _execute(self, envelope: ExecuteRequest, deadline: float, cancel: Departure) -> Outcome:
-        metrics = self._metrics
-        before = self.cache.stats()
         loading = time.monotonic()
-        try:
-            loaded = self.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
-        finally:
-            after = self.cache.stats()
-            metrics.cache_hits.inc(after.hits - before.hits)
-            metrics.cache_misses.inc(after.misses - before.misses)
-            metrics.cache_bytes.set(after.bytes)
+        loaded = self.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
         # Loading a version (deserializing, or compiling on a first call) is not the guest's time.
         deadline += time.monotonic() - loading
         return self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
 
     def _released(self, tenant: str, cancel: Departure) -> None:
         self.admission.release(tenant)
-        self._gauges()
         if cancel.is_set():
             self._metrics.abandoned.labels("running").inc()
 
@@ -178,7 +175,7 @@ class Executor:
         metrics.fuel.inc(outcome.fuel_consumed)
         if outcome.error is not None:
             return self.answer(outcome.error, outcome)
-        metrics.executions.labels("ok").inc()
+        self._ok.inc()
         body = ExecuteResponse(
             status=outcome.status,
             headers=outcome.headers,
@@ -191,10 +188,6 @@ class Executor:
         self._metrics.busy.inc()
         self._metrics.shed.labels(error.reason).inc()
         return self.answer(error)
-
-    def _gauges(self) -> None:
-        self._metrics.in_flight.set(self.admission.admitted)
-        self._metrics.queue_depth.set(self.admission.waiting)
 
 
 def _on_disconnect(gone: asyncio.Future[Any], action: Callable[[], object]) -> None:

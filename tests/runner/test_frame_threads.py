@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import time
@@ -131,6 +132,10 @@ async def test_a_framed_call_answers_as_http_does(runner: RunnerProcess, chash: 
             status, answer = await asyncio.to_thread(conn.answer)
             assert status == 200, answer
             assert answer["status"] == 200 and answer["error"] is None
+        async with runner.client() as client:
+            scraped = (await client.get("/metrics")).text
+        hits = re.search(r"^extplane_runner_component_cache_hits_total (\S+)$", scraped, re.M)
+        assert hits is not None and float(hits.group(1)) >= 1, scraped  # the second call was a hit
         conn.send({"context": {}})
         status, answer = await asyncio.to_thread(conn.answer)
         assert (status, answer["error"]["code"]) == (400, "invalid_request")
@@ -147,6 +152,8 @@ async def test_framed_guests_hold_the_threads_http_calls_wait_for(
         try:
             await until(client, admitted=2)
             assert (await health(client))["running"] == 2
+            scraped = (await client.get("/metrics")).text  # read from the admission when scraped
+            assert "extplane_runner_in_flight 2.0" in scraped and "extplane_runner_queue_depth 0.0" in scraped
             # Both threads are taken by framed guests: an HTTP call queues, and its 300 ms run out.
             late = await client.post(
                 "/v1/execute", json=envelope(chash, "/echo", body=b"hi", limits={"timeout_ms": 300})
