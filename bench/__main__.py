@@ -129,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     # Benches' own progress goes to stderr: stdout carries the one table.
     names = list(runners)
     # installs..debug_stream share the services; control_plane (own stack) and load run after them.
-    last = max((i for i, n in enumerate(names) if n in NEEDS_SERVICES), default=-1)
     first = min((i for i, n in enumerate(names) if n in NEEDS_SERVICES), default=len(names))
+    # None needs them: the three slices below are then everything, nothing and nothing.
+    last = max((i for i, n in enumerate(names) if n in NEEDS_SERVICES), default=first - 1)
     # The benches' own progress goes to stderr: stdout carries the one table.
     with contextlib.redirect_stdout(sys.stderr):
         for name in names[:first]:
             _run_one(name, runners[name], rows, errors)
-        with _shared_services(last >= 0):
+        with _shared_services(last >= first):
             for name in names[first : last + 1]:
                 _run_one(name, runners[name], rows, errors)
         for name in names[last + 1 :]:
