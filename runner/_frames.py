@@ -147,6 +147,10 @@ class FrameServer:
                 self._calls(conn)
         except OSError:
             pass  # the gateway went away (or the runner is stopping); nothing to answer
+        except Exception:
+            # A runner bug: logged (frames and message, no locals); the gateway sees the connection
+            # close without an answer (502), as for any call whose answer never came.
+            log.exception("frame_connection_failed")
         finally:
             with self._lock:
                 self._open.pop(conn, None)
