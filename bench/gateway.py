@@ -562,8 +562,8 @@ FLOORS = Floors(bare=BARE, framework=STARLETTE)
 
 def runner_cpus(how: str, index: int) -> str:
     """EXT_CPUS for runner `index`: "spread" gives each its own CPU from the last one down."""
-    if how == "none":
-        return ""
+    if how == "none" or not hasattr(os, "sched_getaffinity"):
+        return ""  # unpinned (and all a platform without sched_setaffinity can do)
     if how == "spread":
         cpus = sorted(os.sched_getaffinity(0), reverse=True)
         return str(cpus[index % len(cpus)])

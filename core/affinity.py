@@ -41,6 +41,8 @@ def format_cpus(cpus: frozenset[int] | set[int]) -> str:
 
 def usable(cpus: frozenset[int]) -> frozenset[int]:
     """`cpus`, checked against the CPUs this process may run on (ValueError naming the others)."""
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError("pinning to CPUs needs Linux (sched_setaffinity); leave it empty here")
     allowed = os.sched_getaffinity(0)
     outside = cpus - allowed
     if outside:

@@ -49,3 +49,12 @@ def test_no_cpu_list_pins_nothing_and_a_usable_one_is_kept() -> None:
     assert RunnerSettings(env="test").cpu_set is None
     first = min(os.sched_getaffinity(0))
     assert RunnerSettings(env="test", cpus=str(first)).cpu_set == frozenset({first})
+
+
+def test_without_sched_setaffinity_a_cpu_list_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no sched_setaffinity: EXT_CPUS is refused with a reason, not an AttributeError."""
+    monkeypatch.delattr(os, "sched_getaffinity")
+    with pytest.raises(ValidationError) as refused:
+        RunnerSettings(env="test", cpus="0")
+    assert "pinning to CPUs needs Linux" in str(refused.value)
+    assert RunnerSettings(env="test").cpu_set is None
