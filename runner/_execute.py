@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
-from runner._admission import Admission
+from runner._admission import Admission, Place
 from runner._debug import DebugSink
 from runner._engine import Outcome, Runtime
 from runner._invocation import Cancel as Departure
@@ -38,6 +39,14 @@ from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteRespo
 log = structlog.get_logger(__name__)
 
 Answer = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    envelope: ExecuteRequest
+    tenant: str
+    deadline: float  # time.monotonic()
+    place: Place | None  # None: it has a thread already
 
 
 class Executor:
@@ -74,68 +83,48 @@ class Executor:
 
     async def run(self, raw: bytes, gone: asyncio.Future[Any]) -> Answer:
         """One execution from the event loop; `gone` completes when the caller has left."""
-        parsed = self._parse(raw)
-        if not isinstance(parsed, ExecuteRequest):
-            return parsed
-        envelope, admission = parsed, self.admission
-        tenant = envelope.context.tenant_id
-        deadline = time.monotonic() + self.runtime.budgets(envelope)[2]
-        try:
-            place = admission.enter(tenant)
-        except RunnerBusy as exc:
-            return self._shed(exc)
-        if place is not None:
-            _on_disconnect(gone, place.cancel)
+        entry = self._enter(raw, blocking=False)
+        if not isinstance(entry, _Entry):
+            return entry
+        if entry.place is not None:
+            _on_disconnect(gone, entry.place.cancel)
             try:
-                await admission.wait(tenant, place, deadline)
+                await self.admission.wait(entry.tenant, entry.place, entry.deadline)
             except RunnerBusy as exc:
-                if exc.reason != "abandoned":
-                    return self._shed(exc)
-                self._metrics.abandoned.labels("queued").inc()
-                return self.answer(exc)
+                return self._left_queue(exc) or self.answer(exc)  # a caller that left is not read
         cancel = threading.Event()
         # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
         _on_disconnect(gone, cancel.set)
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._execute, envelope, deadline, cancel
+                self.pool, self._execute, entry.envelope, entry.deadline, cancel
             )
         except RunnerError as exc:
             return self.answer(exc)
         except Exception:
-            return self._failed(envelope)
+            return self._failed(entry.envelope)
         finally:
-            self._released(tenant, cancel)
+            self._released(entry.tenant, cancel)
         return self._answer_outcome(outcome)
 
     def run_here(self, raw: bytes, departure: Departure) -> Answer | None:
         """One execution on the calling thread; None when the caller left (nothing to answer)."""
-        parsed = self._parse(raw)
-        if not isinstance(parsed, ExecuteRequest):
-            return parsed
-        envelope, admission = parsed, self.admission
-        tenant = envelope.context.tenant_id
-        deadline = time.monotonic() + self.runtime.budgets(envelope)[2]
-        try:
-            place = admission.enter(tenant, blocking=True)
-        except RunnerBusy as exc:
-            return self._shed(exc)
-        if place is not None:
+        entry = self._enter(raw, blocking=True)
+        if not isinstance(entry, _Entry):
+            return entry
+        if entry.place is not None:
             try:
-                admission.wait_blocking(tenant, place, deadline, departure.is_set)
+                self.admission.wait_blocking(entry.tenant, entry.place, entry.deadline, departure.is_set)
             except RunnerBusy as exc:
-                if exc.reason != "abandoned":
-                    return self._shed(exc)
-                self._metrics.abandoned.labels("queued").inc()
-                return None
+                return self._left_queue(exc)
         try:
-            outcome = self._execute(envelope, deadline, departure)
+            outcome = self._execute(entry.envelope, entry.deadline, departure)
         except RunnerError as exc:
             return self.answer(exc)
         except Exception:
-            return self._failed(envelope)
+            return self._failed(entry.envelope)
         finally:
-            self._released(tenant, departure)
+            self._released(entry.tenant, departure)
         if departure.is_set():
             return None
         return self._answer_outcome(outcome)
@@ -143,6 +132,27 @@ class Executor:
     def answer(self, error: RunnerError, outcome: Outcome | None = None) -> Answer:
         self._metrics.executions.labels(error.code.value).inc()
         return error.http_status, error_body(error, outcome)
+
+    def _enter(self, raw: bytes, *, blocking: bool) -> _Entry | Answer:
+        """Parse and admit: the admitted call (maybe queued), or the answer refusing it."""
+        envelope = self._parse(raw)
+        if not isinstance(envelope, ExecuteRequest):
+            return envelope
+        tenant = envelope.context.tenant_id
+        # The deadline starts at admission: time spent queued for a thread counts.
+        deadline = time.monotonic() + self.runtime.budgets(envelope)[2]
+        try:
+            place = self.admission.enter(tenant, blocking=blocking)
+        except RunnerBusy as exc:
+            return self._shed(exc)
+        return _Entry(envelope, tenant, deadline, place)
+
+    def _left_queue(self, exc: RunnerBusy) -> Answer | None:
+        """A queued call that got no thread: shed (its deadline passed), or None when its caller left."""
+        if exc.reason != "abandoned":
+            return self._shed(exc)
+        self._metrics.abandoned.labels("queued").inc()
+        return None
 
     def _parse(self, raw: bytes) -> ExecuteRequest | Answer:
         if len(raw) > self.max_envelope:
