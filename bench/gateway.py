@@ -1,5 +1,5 @@
 """Gateway benchmark: `python -m bench.gateway [--duration S] [--workers W] [--runners R]
-[--runner-cpus spread|none|LIST] [--skip-python-guest]`.
+[--runner-cpus spread|none|LIST] [--colocated K,...] [--skip-python-guest]`.
 
 Measured in one run, on this machine, with the same load generator:
 
@@ -13,6 +13,9 @@ Measured in one run, on this machine, with the same load generator:
    * tenant → `python -m api.gateway` → `python -m runner` → guest, for the C echo fixture and the
      Python hello sample's `/echo` endpoint, once over the HTTP hop and once over the framed hop
      (a second gateway with `frame://` runner URLs to the same runners);
+   * tenant → co-located gateway (EXT_RUNNER_URL=local:, the guest in the gateway's process) for
+     each K of `--colocated` (default 1 and one per CPU): K `python -m api.gateway --reuse-port`
+     processes on one port, pinned one CPU each like the runners;
    and the ratio of each to both floors (req/s), p50/p99 vs the Starlette floor's. The targets are
    interleaved: at each concurrency every target runs once, in an order rotated per level
    (bench/_interleave.py), so machine noise hits the floors and the subjects alike; SETTLE_S
@@ -379,6 +382,7 @@ def rows(duration: int = 3, workers: int = 1, runners: int = 1, skip_python_gues
         workers=workers,
         runners=runners,
         runner_cpus="spread",
+        colocated=default_colocated(),
         skip_python_guest=skip_python_guest,
     )
     return _collect(args)[0]
@@ -401,6 +405,12 @@ def main() -> None:
         default="spread",
         help="'spread': runner i pinned to one CPU each, from the last down; 'none': unpinned; "
         "else an EXT_CPUS list for every runner",
+    )
+    parser.add_argument(
+        "--colocated",
+        type=_counts,
+        default=default_colocated(),
+        help="co-located gateway layouts to measure: comma-separated process counts ('' for none)",
     )
     parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
     args = parser.parse_args()
@@ -469,6 +479,19 @@ def _run(
             )
         stack.enter_context(process(gw_argv, gw_env, f"http://127.0.0.1:{gw_port}/healthz"))
         stack.enter_context(process(gwf_argv, gwf_env, f"http://127.0.0.1:{gwf_port}/healthz"))
+        local_ports: dict[int, int] = {}
+        for count in args.colocated:
+            local_ports[count] = port = free_port()
+            for i in range(count):
+                env = {
+                    **runner_env,
+                    **gw_env,
+                    "EXT_RUNNER_URL": "local:",
+                    "EXT_RUNNER_UI_URL": runner_url,
+                    "EXT_CPUS": runner_cpus(args.runner_cpus, i),
+                }
+                argv = [sys.executable, "-m", "api.gateway", "--port", str(port), "--reuse-port"]
+                stack.enter_context(process(argv, env, f"http://127.0.0.1:{port}/healthz"))
         targets = [
             Target(BARE, f"http://127.0.0.1:{hello_port}/"),
             Target(STARLETTE, f"http://127.0.0.1:{star_port}/"),
@@ -502,6 +525,16 @@ def _run(
                     (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
                 )
             )
+            for count, port in local_ports.items():
+                targets.append(
+                    Target(
+                        f"gateway+runner x{count} (local:), {name}",
+                        f"http://127.0.0.1:{port}/api/ext/{name}/echo",
+                        "POST",
+                        b'{"hi":1}',
+                        (("authorization", f"Bearer {token}"), ("content-type", "application/json")),
+                    )
+                )
         out.append(
             "\nRunner CPUs (EXT_CPUS): "
             + ", ".join(
@@ -558,6 +591,19 @@ def _run(
 
 
 FLOORS = Floors(bare=BARE, framework=STARLETTE)
+
+
+def default_colocated() -> list[int]:
+    """One co-located gateway process, and one per usable CPU (docs/deploy.md's layout)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return sorted({1, cpus})
+
+
+def _counts(value: str) -> list[int]:
+    counts = [int(v) for v in value.split(",") if v.strip()]
+    if any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"process counts must be >= 1, got {value!r}")
+    return counts
 
 
 def runner_cpus(how: str, index: int) -> str:

@@ -1,7 +1,8 @@
 """Where a hot-path request's CPU goes: `python -m bench.hotpath_profile [--duration S] [--conns 1,32]
-[--rate HZ] [--out DIR] [--hop frame|http] [--runner-cpus spread|none|LIST] [--skip-python-guest]`
+[--rate HZ] [--out DIR] [--hop frame|http|local] [--runner-cpus spread|none|LIST] [--skip-python-guest]`
 (docs/performance.md has the figures and the method). The gateway talks to the runner over `--hop`
-(default the framed hop); the runner is pinned as bench/gateway.py pins it (`--runner-cpus`).
+(default the framed hop); the runner is pinned as bench/gateway.py pins it (`--runner-cpus`). With
+`--hop local` the gateway is co-located (EXT_RUNNER_URL=local:) and pinned that way itself.
 
 Starts the same embedded stack as bench/gateway.py (Postgres + Redis, `python -m runner`,
 `python -m api.gateway`, one uvicorn worker each, the C echo fixture and the Python hello sample), plus
@@ -206,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="directory for raw py-spy files + JSON")
     parser.add_argument("--no-native", dest="native", action="store_false", help="no native frames")
     parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
-    parser.add_argument("--hop", choices=("frame", "http"), default="frame", help="gateway->runner hop")
+    parser.add_argument(
+        "--hop", choices=("frame", "http", "local"), default="frame", help="gateway->runner hop"
+    )
     parser.add_argument("--runner-cpus", default="spread", help="EXT_CPUS of the runner (bench.gateway)")
     parser.add_argument("--report", type=Path, default=None, help="re-report an earlier --out, no run")
     args = parser.parse_args(argv)
@@ -249,13 +252,16 @@ def _run(
         "EXT_FRAME_PORT": str(frame_port),
         "EXT_CPUS": runner_cpus(args.runner_cpus, 0),
     }
+    hop_url = {
+        "frame": f"frame://127.0.0.1:{frame_port}",
+        "http": f"http://127.0.0.1:{runner_port}",
+        "local": "local:",
+    }[args.hop]
     gw_env = {
-        **env,
+        **(runner_env if args.hop == "local" else env),  # co-located: the runner's settings too
         "EXT_DATABASE_URL": db_url,
         "EXT_REDIS_URL": redis_url,
-        "EXT_RUNNER_URL": (
-            f"frame://127.0.0.1:{frame_port}" if args.hop == "frame" else f"http://127.0.0.1:{runner_port}"
-        ),
+        "EXT_RUNNER_URL": hop_url,
         "EXT_RUNNER_UI_URL": f"http://127.0.0.1:{runner_port}",
     }
     results: list[Measured] = []
@@ -294,6 +300,10 @@ def _run(
             headers = (("authorization", f"Bearer {token}"), ("content-type", "application/json"))
             for name in hashes:
                 url = f"http://127.0.0.1:{gw_port}/api/ext/{name}/echo"
+                if args.hop == "local":
+                    target = Target(f"gateway+runner (local:), {name}", url, "POST", b'{"hi":1}', headers)
+                    plan.append((target, {"gateway": gateway}))
+                    continue
                 hop = "=frame=>" if args.hop == "frame" else "->"
                 target = Target(f"gateway{hop}runner, {name}", url, "POST", b'{"hi":1}', headers)
                 plan.append((target, {"gateway": gateway, "runner": runner}))

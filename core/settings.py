@@ -32,8 +32,8 @@ DEV_RUNNER_AUTH = "dev-runner-auth-not-for-prod"
 WEAK_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "local-runner-key", "dev", "password", "admin", DEV_RUNNER_AUTH}
 )
-
-
+# EXT_RUNNER_URL value for the co-located mode: guests run inside the gateway process (runner.local).
+LOCAL_RUNNER = "local:"
 DEV_ENVS = ("dev", "test")
 
 
@@ -106,7 +106,8 @@ class ApiSettings(CommonSettings):
 
     admin_token: SecretStr = SecretStr("")
     # Comma-separated, round robin: http://host:port (HTTP hop), frame://host:port (the framed hop to
-    # a runner's EXT_FRAME_PORT) or unix:/path.
+    # a runner's EXT_FRAME_PORT) or unix:/path. Or `local:` alone: guests run in this gateway process
+    # (runner.local, configured by the runner's EXT_ settings; docs/deploy.md, co-located mode).
     runner_url: str = "http://127.0.0.1:8091"
     # Where the gateway fetches iframe UI files (the runner's HTTP port). Empty: the first http:// or
     # unix: entry of runner_url; required when every entry is frame://.
@@ -123,6 +124,9 @@ class ApiSettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_workers: int = 1
+    # SO_REUSEPORT on the gateway's socket: several single-worker gateway processes (each pinned with
+    # EXT_CPUS in co-located mode) share one port and the kernel spreads connections over them.
+    gateway_reuse_port: bool = False
     # Request line + headers, bounded in the HTTP protocol layer before they are buffered (431).
     gateway_max_header_bytes: int = 32 * 1024
     # In-process caches: the TTL is only a backstop, Redis pub/sub invalidation is the normal path.
@@ -174,18 +178,34 @@ class ApiSettings(CommonSettings):
     serves_ui: ClassVar[bool] = True
 
     @property
+    def runner_urls(self) -> list[str]:
+        return [u for u in (u.strip() for u in self.runner_url.split(",")) if u]
+
+    @property
+    def colocated(self) -> bool:
+        """EXT_RUNNER_URL=local:: guests run in this process (runner.local)."""
+        return self.runner_urls == [LOCAL_RUNNER]
+
+    @property
     def runner_http_url(self) -> str:
         """The runner base URL for HTTP-only routes (iframe UI files)."""
         if self.runner_ui_url:
             return self.runner_ui_url
-        for url in (u.strip() for u in self.runner_url.split(",")):
-            if url and not url.startswith("frame://"):
+        for url in self.runner_urls:
+            if not url.startswith(("frame://", LOCAL_RUNNER)):
                 return url
-        raise ValueError("EXT_RUNNER_UI_URL is required when every EXT_RUNNER_URL entry is frame://")
+        raise ValueError(
+            "EXT_RUNNER_UI_URL is required when no EXT_RUNNER_URL entry is http:// or unix: "
+            "(extension UI files are served by a runner's HTTP port)"
+        )
 
     @model_validator(mode="after")
     def _strong(self) -> Self:
         self.require_strong("EXT_RUNNER_AUTH", self.runner_auth)
+        if LOCAL_RUNNER in self.runner_urls and not self.colocated:
+            raise ValueError(
+                "EXT_RUNNER_URL=local: runs guests in this process and cannot be mixed with other runners"
+            )
         if self.admin_token.get_secret_value():
             self.require_strong("EXT_ADMIN_TOKEN", self.admin_token)
         if self.serves_ui:
@@ -260,6 +280,10 @@ class RunnerSettings(CommonSettings):
     # Empty means 'self': right when the gateway passes /ext-ui through on its own origin.
     gateway_url: str = ""
     ui_cache_bundles: int = 32
+    # Co-located mode only (runner.local, runner._inline): a call runs on the gateway's event loop
+    # thread, without a thread hand-off, once its install's last calls each took under this much
+    # CPU time and it grants neither storage nor http. 0: every call on the guest threads.
+    local_inline_us: int = Field(default=2_000, ge=0)
 
     @field_validator("cpus")
     @classmethod

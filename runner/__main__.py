@@ -13,8 +13,7 @@ from core.affinity import pin_process
 from core.logging import configure_logging
 from core.settings import RunnerSettings
 from runner._app import create_app
-from runner._debug import DebugSink, InMemoryDebugSink
-from runner._debug_redis import RedisDebugSink
+from runner._services import debug_sink_of
 
 
 def main() -> None:
@@ -22,21 +21,9 @@ def main() -> None:
     if settings.cpu_set is not None:
         pin_process(settings.cpu_set)  # before the threads start: they inherit it
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    redis_sink: RedisDebugSink | None = None
-    sink: DebugSink
-    if settings.debug_sink == "redis":
-        redis_sink = RedisDebugSink(
-            settings.debug_redis,
-            prefix=settings.debug_stream_prefix,
-            maxlen=settings.debug_stream_maxlen,
-            buffer_events=settings.debug_buffer_events,
-            batch_events=settings.debug_batch_events,
-            retry_max_s=settings.debug_retry_max_seconds,
-        )
+    sink, redis_sink = debug_sink_of(settings)
+    if redis_sink is not None:
         redis_sink.start()
-        sink = redis_sink
-    else:
-        sink = InMemoryDebugSink()
     try:
         uvicorn.run(
             create_app(settings, sink=sink),

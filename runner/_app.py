@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,44 +25,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bundles.blobstore import BlobStore, FilesystemBlobStore
-from core.crypto import Keyring
 from core.settings import RunnerSettings
-from runner._admission import Admission
 from runner._debug import DebugSink, InMemoryDebugSink, MeteredSink
-from runner._egress import EgressClient, EgressPolicy
-from runner._engine import Runtime
-from runner._execute import Executor, error_body
+from runner._execute import error_body
 from runner._frames import FrameServer
-from runner._host import HostServices
-from runner._loader import ComponentCache
 from runner._metrics import Metrics
-from runner._secrets import SecretsCache
-from runner._storage import PgStorage, Quotas
+from runner._services import Services, max_envelope
 from runner._ui import UiRoute
 from runner.errors import InvalidEnvelope
 
 log = structlog.get_logger(__name__)
 AUTH_HEADER = "x-runner-auth"
-
-
-@dataclass
-class _State:
-    executor: Executor
-    storage: PgStorage
-    egress: EgressClient
-
-
-def egress_policy(settings: RunnerSettings) -> EgressPolicy:
-    return EgressPolicy(
-        operator_allow=tuple(settings.egress_allow),
-        allow_http=settings.egress_allow_http,
-        allow_private=settings.egress_allow_private,
-        allow_cidrs=tuple(ipaddress.ip_network(c, strict=False) for c in settings.egress_allow_cidrs),
-        resolve={k.lower(): v for k, v in settings.egress_resolve.items()},
-        timeout_s=settings.egress_timeout_ms / 1000.0,
-        max_response_bytes=settings.egress_max_response_bytes,
-        max_redirects=settings.egress_max_redirects,
-    )
 
 
 def create_app(
@@ -78,62 +48,22 @@ def create_app(
         metrics.registry.register(debug_sink.collector())
     blob_store: BlobStore = blobs if blobs is not None else FilesystemBlobStore(settings.data_dir / "blobs")
     auth = settings.runner_auth.get_secret_value().encode()
-    master = settings.master_keys.get_secret_value()
-    keyring = Keyring.parse(master) if master else None
-    max_envelope = settings.max_request_bytes * 4 // 3 + 256 * 1024
-    holder: dict[str, _State] = {}
+    envelope_max = max_envelope(settings)
+    holder: dict[str, Services] = {}
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime(settings)
-        storage = PgStorage(
-            settings.database_url,
-            asyncio.get_running_loop(),
-            Quotas(
-                max_value_bytes=settings.storage_max_value_bytes,
-                max_keys=settings.storage_max_keys,
-                max_bytes=settings.storage_max_bytes,
-            ),
-            pool_size=settings.threads + 1,
-            op_timeout_s=settings.storage_timeout_ms / 1000.0,
-        )
-        egress = EgressClient(egress_policy(settings))
-        runtime.link(
-            HostServices(
-                secrets=SecretsCache(keyring, entries=settings.secrets_cache_entries),
-                storage=storage,
-                egress=egress,
-                on_denied=lambda cap: metrics.denied.labels(cap).inc(),
-            )
-        )
-
-        def on_load(precompiled: bool, size: float) -> None:
-            metrics.loads.labels("artifact" if precompiled else "compiled").observe(size)
-
-        cache = ComponentCache(
-            runtime.engine, blob_store, max_bytes=settings.component_cache_bytes, on_load=on_load
-        )
-        pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="guest")
-        executor = Executor(
-            runtime=runtime,
-            cache=cache,
-            pool=pool,
-            admission=Admission(
-                threads=settings.threads, queue_depth=settings.queue_depth, tenant_share=settings.tenant_share
-            ),
-            metrics=metrics,
-            sink=debug_sink,
-            max_envelope=max_envelope,
-        )
-        holder["state"] = _State(executor=executor, storage=storage, egress=egress)
+        services = Services.open(settings, metrics=metrics, sink=debug_sink, blobs=blob_store)
+        executor = services.executor
+        holder["state"] = services
         frames: FrameServer | None = None
         if settings.frame_port is not None:
             frames = FrameServer(
                 executor.run_here,
                 auth=auth,
-                max_envelope=max_envelope,
+                max_envelope=envelope_max,
                 idle_s=float(settings.keep_alive_s),
-                oversize=error_body(InvalidEnvelope(f"envelope larger than {max_envelope} bytes")),
+                oversize=error_body(InvalidEnvelope(f"envelope larger than {envelope_max} bytes")),
                 max_connections=settings.frame_max_connections,
             )
             frames.start(settings.host, settings.frame_port)
@@ -149,10 +79,7 @@ def create_app(
             if frames is not None:
                 # Off the loop: a framed guest mid-call may need it (storage runs on it) to finish.
                 await asyncio.to_thread(frames.close, join_s=settings.max_timeout_ms / 1000.0 + 1.0)
-            pool.shutdown(wait=True, cancel_futures=True)
-            await storage.aclose()
-            egress.close()
-            runtime.close()
+            await services.aclose()
 
     async def execute(request: Request) -> Response:
         given = request.headers.get(AUTH_HEADER, "").encode()

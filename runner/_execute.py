@@ -11,6 +11,9 @@ Two ways in, with the same admission, deadlines, limits, metrics and answers:
   the answer (docs/performance.md measured the runner's loop and hand-off as most of a cheap call's
   CPU). `departure.is_set()` says whether the caller left; it is asked while queued and at the
   guest's deadline checks.
+* `start(raw)` then, unless that already answered, `finish(entry, gone)`, for the co-located mode
+  (runner.local): `start` runs a call that runner._inline allows on the event loop's own thread, with
+  no task and no hand-off; any other call goes on as `run` would.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from pydantic import ValidationError
 from runner._admission import Admission, Place
 from runner._debug import DebugSink
 from runner._engine import Outcome, Runtime
+from runner._inline import InlinePolicy
 from runner._invocation import Cancel as Departure
-from runner._loader import ComponentCache
+from runner._loader import ComponentCache, Loaded
 from runner._metrics import Metrics
 from runner.errors import InvalidEnvelope, RunnerBusy, RunnerError
 from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteResponse
@@ -42,7 +46,9 @@ Answer = tuple[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Admitted:
+    """An admitted call (maybe queued for a thread)."""
+
     envelope: ExecuteRequest
     tenant: str
     deadline: float  # time.monotonic()
@@ -60,6 +66,7 @@ class Executor:
         metrics: Metrics,
         sink: DebugSink,
         max_envelope: int,
+        inline: InlinePolicy | None = None,
     ) -> None:
         self.runtime = runtime
         self.cache = cache
@@ -68,6 +75,7 @@ class Executor:
         self._metrics = metrics
         self._sink = sink
         self.max_envelope = max_envelope
+        self._inline = inline
         self._ok = metrics.executions.labels("ok")  # bound once: labels() looks it up every time
 
         def cache_counts() -> tuple[int, int]:
@@ -84,8 +92,34 @@ class Executor:
     async def run(self, raw: bytes, gone: asyncio.Future[Any]) -> Answer:
         """One execution from the event loop; `gone` completes when the caller has left."""
         entry = self._enter(raw, blocking=False)
-        if not isinstance(entry, _Entry):
+        if not isinstance(entry, Admitted):
             return entry
+        return await self.finish(entry, gone)
+
+    def start(self, raw: bytes) -> Admitted | Answer:
+        """Parse and admit on the event loop: the answer when refused or run inline (runner._inline),
+        else the admitted call for `finish`."""
+        entry = self._enter(raw, blocking=False)
+        inline = self._inline
+        if not isinstance(entry, Admitted) or entry.place is not None or inline is None:
+            return entry
+        if not inline.allows(entry.envelope):
+            return entry
+        # On the loop's own thread, so nothing can see the caller leave: the deadline alone ends it.
+        try:
+            outcome, cpu_s = self._execute_timed(entry.envelope, entry.deadline, _NEVER)
+        except RunnerError as exc:
+            return self.answer(exc)
+        except Exception:
+            return self._failed(entry.envelope)
+        finally:
+            self._released(entry.tenant, _NEVER)
+        inline.observe(entry.envelope, cpu_s)
+        self._metrics.inline.inc()
+        return self._answer_outcome(outcome)
+
+    async def finish(self, entry: Admitted, gone: asyncio.Future[Any]) -> Answer:
+        """The rest of `run`: wait for a thread if queued, run the guest on the pool."""
         if entry.place is not None:
             _on_disconnect(gone, entry.place.cancel)
             try:
@@ -96,9 +130,15 @@ class Executor:
         # The guest ends at its next deadline check; the thread stays busy (and admitted) until then.
         _on_disconnect(gone, cancel.set)
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self._execute, entry.envelope, entry.deadline, cancel
-            )
+            if self._inline is None:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._execute, entry.envelope, entry.deadline, cancel
+                )
+            else:
+                outcome, cpu_s = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._execute_timed, entry.envelope, entry.deadline, cancel
+                )
+                self._inline.observe(entry.envelope, cpu_s)
         except RunnerError as exc:
             return self.answer(exc)
         except Exception:
@@ -110,7 +150,7 @@ class Executor:
     def run_here(self, raw: bytes, departure: Departure) -> Answer | None:
         """One execution on the calling thread; None when the caller left (nothing to answer)."""
         entry = self._enter(raw, blocking=True)
-        if not isinstance(entry, _Entry):
+        if not isinstance(entry, Admitted):
             return entry
         if entry.place is not None:
             try:
@@ -133,7 +173,7 @@ class Executor:
         self._metrics.executions.labels(error.code.value).inc()
         return error.http_status, error_body(error, outcome)
 
-    def _enter(self, raw: bytes, *, blocking: bool) -> _Entry | Answer:
+    def _enter(self, raw: bytes, *, blocking: bool) -> Admitted | Answer:
         """Parse and admit: the admitted call (maybe queued), or the answer refusing it."""
         envelope = self._parse(raw)
         if not isinstance(envelope, ExecuteRequest):
@@ -145,7 +185,7 @@ class Executor:
             place = self.admission.enter(tenant, blocking=blocking)
         except RunnerBusy as exc:
             return self._shed(exc)
-        return _Entry(envelope, tenant, deadline, place)
+        return Admitted(envelope, tenant, deadline, place)
 
     def _left_queue(self, exc: RunnerBusy) -> Answer | None:
         """A queued call that got no thread: shed (its deadline passed), or None when its caller left."""
@@ -163,11 +203,25 @@ class Executor:
             return self.answer(InvalidEnvelope(f"invalid envelope: {exc.errors(include_url=False)[:3]}"))
 
     def _execute(self, envelope: ExecuteRequest, deadline: float, cancel: Departure) -> Outcome:
+        loaded, deadline = self._load(envelope, deadline)
+        return self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
+
+    def _execute_timed(
+        self, envelope: ExecuteRequest, deadline: float, cancel: Departure
+    ) -> tuple[Outcome, float]:
+        """`_execute` and the CPU time its thread spent running it (loading aside): what
+        runner._inline budgets. Wall time would count the waits for the CPU and the GIL of a busy
+        pool, which an inline call does not have."""
+        loaded, deadline = self._load(envelope, deadline)
+        started = time.thread_time()
+        outcome = self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
+        return outcome, time.thread_time() - started
+
+    def _load(self, envelope: ExecuteRequest, deadline: float) -> tuple[Loaded, float]:
         loading = time.monotonic()
         loaded = self.cache.get(envelope.context.content_hash, artifacts=envelope.artifacts)
         # Loading a version (deserializing, or compiling on a first call) is not the guest's time.
-        deadline += time.monotonic() - loading
-        return self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
+        return loaded, deadline + time.monotonic() - loading
 
     def _released(self, tenant: str, cancel: Departure) -> None:
         self.admission.release(tenant)
@@ -198,6 +252,16 @@ class Executor:
         self._metrics.busy.inc()
         self._metrics.shed.labels(error.reason).inc()
         return self.answer(error)
+
+
+class _Never:
+    """The departure of a call run inline: never seen (see Executor.start)."""
+
+    def is_set(self) -> bool:
+        return False
+
+
+_NEVER = _Never()
 
 
 def _on_disconnect(gone: asyncio.Future[Any], action: Callable[[], object]) -> None:

@@ -43,6 +43,7 @@ class Metrics:
     shed: Counter
     abandoned: Counter
     denied: Counter
+    inline: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -93,6 +94,11 @@ class Metrics:
                 "extplane_runner_capability_denied",
                 "Host calls refused for lack of a grant",
                 ["capability"],
+                registry=r,
+            ),
+            inline=Counter(
+                "extplane_runner_inline_calls",
+                "Co-located executions run on the event loop's thread (runner._inline)",
                 registry=r,
             ),
         )

@@ -1,6 +1,7 @@
 """The import arrows of ARCHITECTURE.md, enforced: every in-project import of every package module is
 checked against the table; `registry.write` may be imported only by `activities/`; `runner/` is
-imported by `activities/` only for compilation; nothing imports `api/`."""
+imported by `activities/` only for compilation, and by `api/` only in its co-located hop
+(`api.gateway.colocated` -> `runner.local`); nothing imports `api/`."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ ALLOWED: dict[str, set[str]] = {
 # Finer rules inside the allowed arrows.
 RUNNER_FOR_ACTIVITIES = {"runner", "runner.compile"}
 WORKER_MODULE = "workflows.worker"
+# Co-located mode (issue 14): one gateway module may run guests in-process through runner.local.
+COLOCATED_MODULE = "api.gateway.colocated"
+RUNNER_FOR_COLOCATED = {"runner", "runner.local", "runner.local.LocalRunner"}
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -76,6 +80,8 @@ def _violations() -> list[str]:
             where = f"{path.relative_to(ROOT)}:{line} {module} -> {target}"
             if module == WORKER_MODULE and top in {"activities", "core"}:
                 continue  # the worker wires workflows to activities (STYLE.md 1)
+            if module == COLOCATED_MODULE and target in RUNNER_FOR_COLOCATED:
+                continue
             if top not in ALLOWED[pkg]:
                 bad.append(f"{where}: {pkg}/ may not import {top}/")
             elif target.startswith("registry.write") and pkg != "activities":
@@ -104,6 +110,7 @@ def test_import_arrows_follow_architecture() -> None:
     [
         ("api.x", "from registry import write", "only activities/ may import registry.write"),
         ("api.x", "import runner", "api/ may not import runner/"),
+        ("api.x", "from runner.local import LocalRunner", "api/ may not import runner/"),
         ("schema.x", "from core.errors import ExtplaneError", "schema/ may not import core/"),
         ("workflows.publish", "import registry.read", "workflows/ may not import registry/"),
         (

@@ -303,7 +303,9 @@ class GatewayApp:
 
     async def _metrics(self, send: Send) -> None:
         res = self.resources
-        payload = generate_latest(res.metrics.registry) if res is not None else b""
+        payload = (
+            generate_latest(res.metrics.registry) + res.runner.metrics_text() if res is not None else b""
+        )
         headers = [
             (b"content-type", CONTENT_TYPE_LATEST.encode()),
             (b"x-request-id", uuid.uuid4().hex.encode()),

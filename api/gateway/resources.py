@@ -16,7 +16,7 @@ from api.gateway.installs import InstallResolver, InvalidationListener
 from api.gateway.metrics import GatewayMetrics
 from api.gateway.ratelimit import RateLimiter
 from api.gateway.resp import RespClient
-from api.gateway.runner_client import RunnerPool
+from api.gateway.runner_client import RunnerHop, RunnerPool
 from core.db import create_pool
 from core.settings import ApiSettings
 from schema.payloads.tokens import TOKEN_INVALIDATE_CHANNEL
@@ -31,7 +31,7 @@ class Resources:
     limiter: RateLimiter
     listener: InvalidationListener
     execlog: ExecLogWriter
-    runner: RunnerPool
+    runner: RunnerHop
     metrics: GatewayMetrics
 
     @classmethod
@@ -88,14 +88,7 @@ class Resources:
             batch=settings.gateway_log_batch,
             flush_ms=settings.gateway_log_flush_ms,
         )
-        runner = RunnerPool.from_setting(
-            settings.runner_url,
-            auth=settings.runner_auth.get_secret_value(),
-            max_connections=settings.gateway_runner_connections,
-            idle_s=settings.gateway_runner_idle_s,
-            connect_timeout_s=settings.gateway_runner_connect_timeout_ms / 1000.0,
-            tenant_share=settings.tenant_share,
-        )
+        runner = _runner_hop(settings)
         metrics.register_caches(installs.cache, listener.connected, tokens=auth.authenticator.cache.counts)
         listener.start()
         execlog.start()
@@ -117,3 +110,18 @@ class Resources:
         await self.runner.aclose()
         await self.limiter_client.aclose()
         await self.pool.close()
+
+
+def _runner_hop(settings: ApiSettings) -> RunnerHop:
+    if settings.colocated:
+        from api.gateway.colocated import ColocatedRunner  # the engine loads only in this mode
+
+        return ColocatedRunner.open()
+    return RunnerPool.from_setting(
+        settings.runner_url,
+        auth=settings.runner_auth.get_secret_value(),
+        max_connections=settings.gateway_runner_connections,
+        idle_s=settings.gateway_runner_idle_s,
+        connect_timeout_s=settings.gateway_runner_connect_timeout_ms / 1000.0,
+        tenant_share=settings.tenant_share,
+    )

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
@@ -47,6 +48,27 @@ _MAX_BODY = 64 * 1024 * 1024
 class RunnerReply:
     status: int
     body: bytes
+
+
+class RunnerHop(Protocol):
+    """How the gateway reaches its runners: RunnerPool over the network, or the co-located one
+    (api.gateway.colocated) in this process."""
+
+    async def execute(
+        self,
+        envelope: bytes,
+        *,
+        request_id: str,
+        timeout_s: float,
+        tenant: str = "",
+        headers: bytes = b"",
+    ) -> RunnerReply: ...
+
+    def metrics_text(self) -> bytes:
+        """Prometheus text of a runner in this process; empty for remote ones (they serve their own)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class RunnerUnreachable(BadGateway):
@@ -335,6 +357,9 @@ class RunnerPool:
             tenant=tenant,
             headers=headers,
         )
+
+    def metrics_text(self) -> bytes:
+        return b""
 
     async def aclose(self) -> None:
         for client in self._clients:

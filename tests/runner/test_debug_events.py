@@ -11,13 +11,13 @@ import pytest
 
 from bundles.blobstore import FilesystemBlobStore
 from core.settings import RunnerSettings
-from runner._app import egress_policy
 from runner._debug import InMemoryDebugSink
 from runner._egress import EgressClient
 from runner._engine import Runtime
 from runner._host import HostServices
 from runner._loader import ComponentCache
 from runner._secrets import SecretsCache
+from runner._services import egress_policy
 from schema.envelope import ExecuteRequest
 from tests.runner.runner_helpers import FIXTURES, GUESTS, envelope, manifest, publish, python_guest
 

@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import pytest
 
-from runner._app import egress_policy
 from runner._egress import EgressClient, EgressError
+from runner._services import egress_policy
 from tests.runner.runner_helpers import (
     EGRESS_SETTINGS,
     ROOT,
