@@ -107,14 +107,14 @@ class Executor:
             return entry
         # On the loop's own thread, so nothing can see the caller leave: the deadline alone ends it.
         try:
-            outcome, cpu_s = self._execute_timed(entry.envelope, entry.deadline, _NEVER)
+            outcome, cpu_s, wall_s = self._execute_timed(entry.envelope, entry.deadline, _NEVER)
         except RunnerError as exc:
             return self.answer(exc)
         except Exception:
             return self._failed(entry.envelope)
         finally:
             self._released(entry.tenant, _NEVER)
-        inline.observe(entry.envelope, cpu_s)
+        inline.observe(entry.envelope, cpu_s=cpu_s, wall_s=wall_s, inline=True)
         self._metrics.inline.inc()
         return self._answer_outcome(outcome)
 
@@ -135,10 +135,10 @@ class Executor:
                     self.pool, self._execute, entry.envelope, entry.deadline, cancel
                 )
             else:
-                outcome, cpu_s = await asyncio.get_running_loop().run_in_executor(
+                outcome, cpu_s, wall_s = await asyncio.get_running_loop().run_in_executor(
                     self.pool, self._execute_timed, entry.envelope, entry.deadline, cancel
                 )
-                self._inline.observe(entry.envelope, cpu_s)
+                self._inline.observe(entry.envelope, cpu_s=cpu_s, wall_s=wall_s, inline=False)
         except RunnerError as exc:
             return self.answer(exc)
         except Exception:
@@ -208,14 +208,13 @@ class Executor:
 
     def _execute_timed(
         self, envelope: ExecuteRequest, deadline: float, cancel: Departure
-    ) -> tuple[Outcome, float]:
-        """`_execute` and the CPU time its thread spent running it (loading aside): what
-        runner._inline budgets. Wall time would count the waits for the CPU and the GIL of a busy
-        pool, which an inline call does not have."""
+    ) -> tuple[Outcome, float, float]:
+        """`_execute`, and the CPU and wall time its thread spent running it (loading aside), for
+        runner._inline."""
         loaded, deadline = self._load(envelope, deadline)
-        started = time.thread_time()
+        started, cpu = time.monotonic(), time.thread_time()
         outcome = self.runtime.run(loaded, envelope, self._sink, deadline=deadline, cancel=cancel)
-        return outcome, time.thread_time() - started
+        return outcome, time.thread_time() - cpu, time.monotonic() - started
 
     def _load(self, envelope: ExecuteRequest, deadline: float) -> tuple[Loaded, float]:
         loading = time.monotonic()

@@ -8,8 +8,12 @@ nothing else in the process runs until it returns. So only calls known to be sho
 * the install grants no capability that waits on I/O: `cap:storage.kv` runs its queries on this very
   loop (it would deadlock) and `cap:http.fetch` waits on the network;
 * the same install of the same component has finished `warmup` calls in a row, each under `budget_s`
-  of CPU time on its thread (load, Store, instantiate and guest; the pool runs the first ones, which
-  is how they are learnt);
+  of CPU time on its thread (Store, instantiate and guest; the pool runs the first ones, which is
+  how they are learnt). CPU, not wall time: on a busy pool the wall time counts waits for the CPU
+  and the GIL, which an inline call does not have. But a call that waited long without the CPU
+  (over `WAITED_BUDGETS` budgets of wall time: a host call that blocks, such as a WASI sleep) does
+  not qualify either, and an inline call is judged by its wall time too, which is exactly how long
+  it held the loop;
 * it got a thread at once (a queued call waits on the loop, as any other).
 
 A call over the budget sends that install back to the pool for `cool_down_s`. The worst case, a guest
@@ -25,6 +29,7 @@ from schema.capabilities import Capability
 from schema.envelope import ExecuteRequest
 
 WAITS_ON_IO = frozenset({Capability.STORAGE_KV.value, Capability.HTTP_FETCH.value})
+WAITED_BUDGETS = 50  # a pooled call's wall time beyond this many budgets is not contention
 
 
 @dataclass(slots=True)
@@ -53,15 +58,16 @@ class InlinePolicy:
             return False
         return not WAITS_ON_IO.intersection(envelope.capabilities.granted)
 
-    def observe(self, envelope: ExecuteRequest, cpu_s: float) -> None:
-        """A finished call's CPU time, wherever it ran."""
+    def observe(self, envelope: ExecuteRequest, *, cpu_s: float, wall_s: float, inline: bool) -> None:
+        """A finished call's CPU and wall time on its thread; `inline`: it ran on the loop's."""
         key = _key(envelope)
         record = self._records.get(key)
         if record is None:
             if len(self._records) >= self._max_entries:
                 del self._records[next(iter(self._records))]  # the oldest entry: a bound, not an LRU
             record = self._records[key] = _Record()
-        if cpu_s > self.budget_s:
+        waited = wall_s if inline else wall_s / WAITED_BUDGETS
+        if max(cpu_s, waited) > self.budget_s:
             record.fast_calls = 0
             record.pooled_until = time.monotonic() + self._cool_down_s
         else:

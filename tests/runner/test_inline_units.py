@@ -19,9 +19,9 @@ def call(install: str = "i-1", granted: list[str] | None = None) -> ExecuteReque
     return ExecuteRequest.model_validate(doc)
 
 
-def warmed(policy: InlinePolicy, req: ExecuteRequest, calls: int = 3, cpu_s: float = 0.0001) -> None:
+def warmed(policy: InlinePolicy, req: ExecuteRequest, calls: int = 3) -> None:
     for _ in range(calls):
-        policy.observe(req, cpu_s)
+        policy.observe(req, cpu_s=0.0001, wall_s=0.0002, inline=False)
 
 
 def test_only_after_the_warmup_calls_all_fast() -> None:
@@ -30,7 +30,7 @@ def test_only_after_the_warmup_calls_all_fast() -> None:
     assert not policy.allows(req)  # never seen: the pool runs it first
     warmed(policy, req, calls=2)
     assert not policy.allows(req)
-    policy.observe(req, 0.0001)
+    policy.observe(req, cpu_s=0.0001, wall_s=0.0001, inline=False)
     assert policy.allows(req)
     assert not policy.allows(call(install="i-2"))  # another install of the same component: its own
 
@@ -42,7 +42,7 @@ def test_a_slow_call_sends_the_install_back_to_the_pool_for_the_cool_down(
     req = call()
     warmed(policy, req)
     assert policy.allows(req)
-    policy.observe(req, 0.5)  # over the budget
+    policy.observe(req, cpu_s=0.5, wall_s=0.5, inline=False)  # over the budget
     assert not policy.allows(req)
     warmed(policy, req)  # fast again, but within the cool-down
     assert not policy.allows(req)
@@ -73,3 +73,17 @@ def test_a_zero_budget_turns_it_off_and_the_records_are_bounded() -> None:
         warmed(small, req, calls=1)
     assert not small.allows(first)  # the oldest record made room
     assert small.allows(second) and small.allows(third)
+
+
+def test_pooled_calls_are_judged_by_cpu_but_a_long_wait_or_a_long_inline_call_counts() -> None:
+    policy = InlinePolicy(budget_s=0.002, warmup=1)
+    contended = call("contended")
+    policy.observe(contended, cpu_s=0.0005, wall_s=0.03, inline=False)  # waited for the GIL: fine
+    assert policy.allows(contended)
+    sleeper = call("sleeper")
+    policy.observe(sleeper, cpu_s=0.0001, wall_s=0.5, inline=False)  # blocked in a host call
+    assert not policy.allows(sleeper)
+    held = call("held")
+    warmed(policy, held)
+    policy.observe(held, cpu_s=0.0001, wall_s=0.01, inline=True)  # held the loop 10 ms
+    assert not policy.allows(held)
