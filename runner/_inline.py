@@ -12,8 +12,7 @@ nothing else in the process runs until it returns. So only calls known to be sho
   how they are learnt). CPU, not wall time: on a busy pool the wall time counts waits for the CPU
   and the GIL, which an inline call does not have. But a call that waited long without the CPU
   (over `WAITED_BUDGETS` budgets of wall time: a host call that blocks, such as a WASI sleep) does
-  not qualify either, and an inline call is judged by its wall time too, which is exactly how long
-  it held the loop;
+  not qualify either, nor does an inline call that held the loop over `HELD_BUDGETS` budgets;
 * it got a thread at once (a queued call waits on the loop, as any other).
 
 A call over the budget sends that install back to the pool for `cool_down_s`. The worst case, a guest
@@ -29,7 +28,10 @@ from schema.capabilities import Capability
 from schema.envelope import ExecuteRequest
 
 WAITS_ON_IO = frozenset({Capability.STORAGE_KV.value, Capability.HTTP_FETCH.value})
-WAITED_BUDGETS = 50  # a pooled call's wall time beyond this many budgets is not contention
+# Wall time counts only beyond these many budgets: below, it is the wait for the CPU (a busy host
+# preempts even an inline call) and, on the pool, for the GIL; beyond, the call blocked.
+WAITED_BUDGETS = 50  # a pooled call
+HELD_BUDGETS = 10  # an inline call: how long it held the loop
 
 
 @dataclass(slots=True)
@@ -66,7 +68,7 @@ class InlinePolicy:
             if len(self._records) >= self._max_entries:
                 del self._records[next(iter(self._records))]  # the oldest entry: a bound, not an LRU
             record = self._records[key] = _Record()
-        waited = wall_s if inline else wall_s / WAITED_BUDGETS
+        waited = wall_s / (HELD_BUDGETS if inline else WAITED_BUDGETS)
         if max(cpu_s, waited) > self.budget_s:
             record.fast_calls = 0
             record.pooled_until = time.monotonic() + self._cool_down_s

@@ -242,12 +242,20 @@ INLINE = r"^extplane_runner_inline_calls_total (\S+)$"
 
 
 async def test_fast_calls_run_inline_after_the_warmup_and_a_slow_one_goes_back_to_the_pool(
-    gateway: Gateway, registry: Registry
+    gateway_factory: GatewayFactory,
+    registry: Registry,
+    shared_runner: RunnerProcess,
+    local_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """runner._inline: 8 pooled calls under the budget, then on the loop's thread; a call that runs
-    long there (its 300 ms deadline ends it, 504) sends the install back to the guest threads."""
+    long there (its 1 s deadline ends it, 504) sends the install back to the guest threads. The
+    budget is 50 ms here, so that busy CI cores cannot push a C echo call over it."""
+    monkeypatch.setenv("EXT_LOCAL_INLINE_US", "50000")
+    gateway = await gateway_factory(runner_url="local:", runner_ui_url=shared_runner.url)
     a = tenant()
-    await registry.install(a, "com.acme.app", timeout_ms=300)
+    # 1 s: the spinning call holds the loop over 10 budgets (500 ms) however little CPU it gets.
+    await registry.install(a, "com.acme.app", timeout_ms=1_000)
     token = await registry.token(a, "ext:read")
 
     async def status() -> None:

@@ -85,5 +85,7 @@ def test_pooled_calls_are_judged_by_cpu_but_a_long_wait_or_a_long_inline_call_co
     assert not policy.allows(sleeper)
     held = call("held")
     warmed(policy, held)
-    policy.observe(held, cpu_s=0.0001, wall_s=0.01, inline=True)  # held the loop 10 ms
+    policy.observe(held, cpu_s=0.0001, wall_s=0.015, inline=True)  # preempted: held the loop 15 ms
+    assert policy.allows(held)
+    policy.observe(held, cpu_s=0.0001, wall_s=0.05, inline=True)  # held it 50 ms: blocked
     assert not policy.allows(held)
