@@ -31,6 +31,7 @@ from runner._invocation import Cancel, Invocation, bound
 from runner._limits import store_budget
 from runner._loader import Loaded
 from runner._traps import classify
+from runner._wasi_block import never_block
 from runner.compile import new_engine
 from runner.errors import DeadlineExceeded, GuestTrap, InvalidEnvelope, ResponseTooLarge, RunnerError
 from schema.capabilities import effective_capabilities
@@ -59,6 +60,7 @@ class Runtime:
         # HTTP goes through `http.fetch` and its egress policy. Default WasiCtx: no preopened
         # directories, no environment; its socket check denies every address and name lookup is off.
         self.linker.add_wasip2()
+        never_block(self.linker)  # a WASI sleep must not outlive the call's deadline
         self.ticker = Ticker(self.engine, settings.epoch_tick_ms / 1000.0)
         self.deadline_check = DeadlineCheck(settings.epoch_tick_ms / 1000.0)
 

@@ -11,7 +11,7 @@ nothing else in the process runs until it returns. So only calls known to be sho
   of CPU time on its thread (Store, instantiate and guest; the pool runs the first ones, which is
   how they are learnt). CPU, not wall time: on a busy pool the wall time counts waits for the CPU
   and the GIL, which an inline call does not have. But a call that waited long without the CPU
-  (over `WAITED_BUDGETS` budgets of wall time: a host call that blocks, such as a WASI sleep) does
+  (over `WAITED_BUDGETS` budgets of wall time: a host call that blocks) does
   not qualify either, nor does an inline call that held the loop over `HELD_BUDGETS` budgets;
 * it got a thread at once (a queued call waits on the loop, as any other).
 

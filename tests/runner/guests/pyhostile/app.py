@@ -1,8 +1,10 @@
 # mypy: ignore-errors
-"""Python guest for the runner's tests: stderr flood, memory bomb, an uncaught exception, and a probe of
-the host APIs whose values are lists and records (user, secrets.keys, kv paging, log rate limit)."""
+"""Python guest for the runner's tests: stderr flood, memory bomb, an uncaught exception, a long
+sleep, and a probe of the host APIs whose values are lists and records (user, secrets.keys, kv
+paging, log rate limit)."""
 
 import sys
+import time
 
 from extplane_sdk import App, HostError, Request, Response, kv, log, secrets, user
 
@@ -23,6 +25,14 @@ def alloc(req: Request) -> Response:
     blobs = []
     while True:
         blobs.append(bytearray(1 << 20))
+
+
+@app.route("POST", "/sleep")
+def sleep(req: Request) -> Response:
+    # A WASI monotonic-clock pollable: before runner/_wasi_block.py it blocked in the host.
+    started = time.monotonic()
+    time.sleep(float(req.args.get("s", "3")))
+    return Response.text(f"{time.monotonic() - started:.3f}")
 
 
 @app.route("POST", "/raise")
