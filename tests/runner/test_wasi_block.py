@@ -47,9 +47,7 @@ def test_a_guest_sleep_does_not_block_past_the_deadline(runtime: Runtime, tmp_pa
     wasm, artifact = python_guest(GUESTS / "pyhostile")
     chash = publish(tmp_path, wasm, manifest(), tmp_path, artifact=artifact)
     cache = ComponentCache(runtime.engine, FilesystemBlobStore(tmp_path / "blobs"), max_bytes=1 << 30)
-    env = ExecuteRequest.model_validate(
-        envelope(chash, "/sleep", query="s=30", limits={"timeout_ms": 2_000})
-    )
+    env = ExecuteRequest.model_validate(envelope(chash, "/sleep", query="s=30", limits={"timeout_ms": 2_000}))
     outcome = runtime.run(cache.get(chash, artifacts=env.artifacts), env, InMemoryDebugSink())
     assert (outcome.status, outcome.error) == (200, None)
     assert float(outcome.body) < 30.0
