@@ -106,11 +106,6 @@ class LocalRunner:
         if not call.cancelled() and call.exception() is not None:
             log.error("local_call_failed", error=type(call.exception()).__name__)
 
-    @property
-    def in_flight(self) -> int:
-        """Calls admitted (running or queued), abandoned ones that are still running included."""
-        return self._services.executor.admission.admitted
-
     def metrics_text(self) -> bytes:
         """The runner's Prometheus metrics (extplane_runner_*), for the host process's /metrics."""
         return generate_latest(self._metrics.registry)

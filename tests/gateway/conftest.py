@@ -411,10 +411,18 @@ async def publish_invalidation(redis_url: str, inst: Install) -> int:
 
 @contextlib.contextmanager
 def gateway_process(
-    db_url: str, redis_url: str, runner_url: str, *, workers: int = 2, **settings: str
+    db_url: str,
+    redis_url: str,
+    runner_url: str,
+    *,
+    workers: int = 2,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+    **settings: str,
 ) -> Iterator[str]:
-    """`python -m api.gateway` as deployed (uvicorn, real sockets); yields its base URL."""
-    port = free_port()
+    """`python -m api.gateway` as deployed (uvicorn, real sockets); yields its base URL. `settings`
+    become EXT_<NAME> variables; `args` are extra command-line flags."""
+    port = port if port is not None else free_port()
     env = {
         **os.environ,
         "EXT_ENV": "test",
@@ -427,7 +435,7 @@ def gateway_process(
         **{f"EXT_{k.upper()}": v for k, v in settings.items()},
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.gateway", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, "-m", "api.gateway", "--port", str(port), "--workers", str(workers), *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -9,10 +9,9 @@ the gateway's /metrics, and `python -m api.gateway --reuse-port` processes pinne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +21,7 @@ import pytest
 
 from core.settings import ApiSettings
 from tests.gateway.conftest import (
-    ADMIN_TOKEN,
     MASTER_KEYS,
-    ROOT,
     RUNNER_AUTH,
     Gateway,
     GatewayFactory,
@@ -32,6 +29,7 @@ from tests.gateway.conftest import (
     RunnerProcess,
     eventually,
     free_port,
+    gateway_process,
     wait_http,
 )
 from tests.gateway.test_policy import assert_error
@@ -192,50 +190,66 @@ async def test_reuse_port_processes_share_a_port_each_pinned(
     db_url: str, redis_url: str, runner_data_dir: Path, registry: Registry, shared_runner: RunnerProcess
 ) -> None:
     """Two `python -m api.gateway --reuse-port` processes, co-located, pinned to CPU 0, on one port:
-    both start (without SO_REUSEPORT the second could not bind), and calls keep being answered when
-    one of them stops."""
+    both bind it (without SO_REUSEPORT the second would exit at start), and once the first stops the
+    second alone answers on the same port."""
     a = tenant()
     await registry.install(a, "com.acme.app")
     token = await registry.token(a, "ext:read")
     port = free_port()
-    env = {
-        **os.environ,
-        **runner_env(db_url, redis_url, runner_data_dir, EXT_CPUS="0"),
-        "EXT_RUNNER_URL": "local:",
-        "EXT_RUNNER_UI_URL": shared_runner.url,
-        "EXT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "EXT_LOG_LEVEL": "warning",
+    settings = {
+        name.removeprefix("EXT_").lower(): value
+        for name, value in runner_env(db_url, redis_url, runner_data_dir, EXT_CPUS="0").items()
+        if name not in ("EXT_ENV", "EXT_DATABASE_URL", "EXT_REDIS_URL", "EXT_RUNNER_AUTH")
     }
-    command = [sys.executable, "-m", "api.gateway", "--port", str(port), "--workers", "1", "--reuse-port"]
-    procs = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(2)
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for proc in procs:
-            await asyncio.to_thread(wait_http, url + "/healthz", proc=proc, deadline_s=90)
-        assert [p.poll() for p in procs] == [None, None]
-        assert [_allowed_cpus(p.pid) for p in procs] == ["0", "0"]
+    settings["runner_ui_url"] = shared_runner.url
+
+    def start() -> contextlib.AbstractContextManager[str]:
+        return gateway_process(
+            db_url, redis_url, "local:", workers=1, port=port, args=("--reuse-port",), **settings
+        )
+
+    async def answered(url: str) -> None:
         async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"}) as client:
             for _ in range(4):
                 resp = await client.get("/api/ext/com.acme.app/reflect/status")
                 assert resp.status_code == 200, resp.text
-        procs[0].terminate()
-        procs[0].wait(timeout=15)
-        async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"}) as client:
-            for _ in range(4):  # new connections: the kernel sends them to the process still bound
-                resp = await client.get("/api/ext/com.acme.app/reflect/status")
-                assert resp.status_code == 200, resp.text
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+
+    with contextlib.ExitStack() as first:
+        url = await asyncio.to_thread(first.enter_context, start())
+        with start() as second_url:
+            assert second_url == url
+            # Its health check may have been answered by the first: wait until it listens too.
+            assert await eventually(lambda: _bound(port, 2), deadline_s=60)
+            assert [_allowed_cpus(pid) for pid in _listeners(port)] == ["0", "0"]
+            await answered(url)
+            first.close()  # the first process stops; the port stays served
+            await asyncio.to_thread(wait_http, url + "/healthz", deadline_s=30)
+            assert len(_listeners(port)) == 1
+            await answered(url)
+
+
+async def _bound(port: int, processes: int) -> bool:
+    return len(_listeners(port)) == processes
+
+
+def _listeners(port: int) -> list[int]:
+    """Pids of the processes with a listening socket on `port` (from /proc/net/tcp and fd links)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+            inodes.add(fields[9])
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            pids.append(int(proc.name))
+    return sorted(pids)
 
 
 INLINE = r"^extplane_runner_inline_calls_total (\S+)$"

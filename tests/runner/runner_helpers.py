@@ -326,3 +326,29 @@ def start_runner(work: Path, db_url: str, **settings: Any) -> RunnerProcess:
         time.sleep(0.05)
     runner.stop()
     raise RuntimeError(f"runner did not become healthy:\n{runner.logs()}")
+
+
+@contextmanager
+def in_process_runtime() -> Iterator[Any]:
+    """A runner Runtime in this process, linked without storage or secrets keys (egress default)."""
+    from core.settings import RunnerSettings
+    from runner._egress import EgressClient
+    from runner._engine import Runtime
+    from runner._host import HostServices
+    from runner._secrets import SecretsCache
+    from runner._services import egress_policy
+
+    settings = RunnerSettings(env="test", data_dir=Path("/nonexistent"))
+    rt = Runtime(settings)
+    rt.link(
+        HostServices(
+            secrets=SecretsCache(None, entries=4),
+            storage=None,
+            egress=EgressClient(egress_policy(settings)),
+            on_denied=lambda _cap: None,
+        )
+    )
+    try:
+        yield rt
+    finally:
+        rt.close()

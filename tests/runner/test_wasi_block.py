@@ -9,34 +9,19 @@ from pathlib import Path
 import pytest
 
 from bundles.blobstore import FilesystemBlobStore
-from core.settings import RunnerSettings
 from runner._debug import InMemoryDebugSink
-from runner._egress import EgressClient
 from runner._engine import Runtime
-from runner._host import HostServices
 from runner._loader import ComponentCache
-from runner._secrets import SecretsCache
-from runner._services import egress_policy
 from schema.envelope import ExecuteRequest
-from tests.runner.runner_helpers import GUESTS, envelope, manifest, publish, python_guest
+from tests.runner.runner_helpers import GUESTS, envelope, in_process_runtime, manifest, publish, python_guest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Runtime]:
-    settings = RunnerSettings(env="test", data_dir=Path("/nonexistent"))
-    rt = Runtime(settings)
-    rt.link(
-        HostServices(
-            secrets=SecretsCache(None, entries=4),
-            storage=None,
-            egress=EgressClient(egress_policy(settings)),
-            on_denied=lambda _cap: None,
-        )
-    )
-    yield rt
-    rt.close()
+    with in_process_runtime() as rt:
+        yield rt
 
 
 @pytest.mark.timeout(900)  # may build the Python guest on a cold cache
