@@ -6,9 +6,10 @@ with a rotating first place (bench/_interleave.py), so all three see the same ma
 
 * upstream: wasmtime-py 50's own string and record conversion (runner/_adapter.py patches 4 and 5
   swapped out) and its owned lowering of the request;
-* patched: patches 4 (one copy per string) and 5 (leaner string and record conversion), owned request;
-* borrowed: patches 4 and 5 and the request lowered into Python-owned memory (patch 6): what the
-  runner runs.
+* patched: patches 4 (one copy per string) and 5 (leaner string and record conversion), the request
+  lowered and the response lifted through them;
+* packed: the request packed and the response read by runner/_packed.py (patch 6): what the runner
+  runs.
 
 Figures: p50 and mean per variant in µs, and each variant / upstream (docs/performance.md).
 """
@@ -27,7 +28,7 @@ from runner import _adapter
 from schema.envelope import ExecuteRequest
 from tests.runner.runner_helpers import envelope
 
-VARIANTS = ("upstream", "patched", "borrowed")
+VARIANTS = ("upstream", "patched", "packed")
 
 
 def measure(rounds: int, warmup: int = 200) -> dict[str, list[float]]:

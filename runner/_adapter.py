@@ -36,18 +36,19 @@ Patches, applied once by `install()` (each has a regression test in tests/runner
    through lowering frees what it lowered and nothing it did not (upstream leaves the names of the
    fields it never reached uninitialized before freeing them).
 
-6. Borrowed parameters (in `call_bounded`, not a patch). The C API only reads a call's arguments
-   (`wasmtime_component_func_call` converts them from a `const` pointer into its own values), so a
-   parameter whose type is made of strings, bools, records and lists is laid out in ctypes arrays
-   that Python owns, its strings pointing into the Python bytes themselves: no C allocation, no copy
-   and nothing to free afterwards. Other parameter types take wasmtime-py's (owned) path.
+6. Packed parameters and results (in `call_bounded`, not a patch). A handler's request and response
+   are made of strings, bools, integers, records and lists; runner._packed lays such a parameter
+   out in one Python-owned buffer with `struct` (the C API only reads a call's arguments: no C
+   allocation, nothing to free afterwards) and reads such a result with one `ctypes.string_at`
+   per C array or string, bounded as below. Other types take wasmtime-py's path.
 
-Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run`, patch 6 another 10 % (docs/performance.md).
+Patches 4 and 5 take 9-10 % off a C echo call's `Runtime.run`, patch 6 more (docs/performance.md,
+"Packed conversion").
 
 Not a patch but a replacement call: `call_bounded(func, store, *params, max_bytes=, max_items=,
-signature=)` is
-`Func.__call__` that measures the result in its C form (what the C API lifted out of guest memory)
-and refuses it, freeing it, before a single Python object is built. A guest's memory cap does not
+signature=)` is `Func.__call__` that measures the result in its C form (what the C API lifted out of
+guest memory) and refuses it, freeing it, before more than its bounds are copied into Python: from
+lengths alone (`_check_size`, or runner._packed as it reads). A guest's memory cap does not
 bound that size: 64 header records may all point at the same 1 MiB, and upstream then builds two
 Python copies of every string and one object per list element (100,000 one-byte headers took 38 s of
 GIL-holding conversion). What the C API itself lifts is bounded by wasmtime's hostcall fuel (128 MiB
@@ -69,6 +70,9 @@ from wasmtime.component import Func, Record, Variant
 from wasmtime.component import _enter as wt_enter
 from wasmtime.component import _linker as wt_linker
 from wasmtime.component import _types as wt_types
+
+from runner import _packed
+from runner._packed import LiftTooLarge
 
 __all__ = [
     "LiftTooLarge",
@@ -145,17 +149,6 @@ def _lower(
     return (name, ffi.wasmtime_component_val_new(byref(raw)))
 
 
-class LiftTooLarge(Exception):
-    """A component value's strings or lists exceed the bounds given to `call_bounded`.
-
-    `items` tells which: True when its list elements passed `max_items`, False for string bytes.
-    """
-
-    def __init__(self, message: str, *, items: bool) -> None:
-        super().__init__(message)
-        self.items = items
-
-
 _STRING = ffi.WASMTIME_COMPONENT_STRING.value
 _LIST = ffi.WASMTIME_COMPONENT_LIST.value
 _RECORD = ffi.WASMTIME_COMPONENT_RECORD.value
@@ -209,13 +202,16 @@ def _check_size(root: ffi.wasmtime_component_val_t, *, max_bytes: int, max_items
 
 class Signature:
     """A component function's parameter and result types, read once and then reused across Stores
-    and threads (component types are immutable and owned by these Python objects, not by a Store)."""
+    and threads (component types are immutable and owned by these Python objects, not by a Store),
+    and their runner._packed plans."""
 
-    __slots__ = ("_borrowed", "_lock", "_types")
+    __slots__ = ("_lock", "_params", "_result", "_types", "_use_plans")
 
     def __init__(self) -> None:
         self._types: tuple[list[tuple[str, wt_types.ValType]], wt_types.ValType | None] | None = None
-        self._borrowed: list[bool] = []
+        self._params: list[_packed.Plan] | None = None  # None: some parameter is not planned
+        self._result: _packed.Plan | None = None
+        self._use_plans = True
         self._lock = threading.Lock()
 
     def of(self, func: Func, store: wasmtime.Store) -> tuple[list[tuple[str, Any]], Any]:
@@ -224,20 +220,25 @@ class Signature:
             with self._lock:
                 if self._types is None:
                     fty = func.type(store)
-                    self._borrowed = [_borrowable(ty) for _name, ty in fty.params]
-                    self._types = (fty.params, fty.result)
+                    params = [_packed.plan(ty) for _name, ty in fty.params]
+                    self._params = None if None in params else params  # type: ignore[assignment]
+                    result = fty.result
+                    self._result = _packed.plan(result) if result is not None else None
+                    self._types = (fty.params, result)
                 types = self._types
         return types
 
-    def borrowed(self) -> list[bool]:
-        """Per parameter (after `of`): whether it is lowered into Python-owned memory (patch 6)."""
-        return self._borrowed
+    def packed(self) -> tuple[list[_packed.Plan] | None, _packed.Plan | None]:
+        """(after `of`) The plans of the parameters (None unless every one has a plan) and of the
+        result (None without one): what `call_bounded` packs and reads itself (patch 6)."""
+        if not self._use_plans:
+            return None, None
+        return self._params, self._result
 
     def force_owned(self, owned: bool) -> None:
-        """Lower every parameter through wasmtime-py (True) or borrow where the type allows (False).
-        Only for bench/conversion.py; call after `of`."""
-        params = self._types[0] if self._types is not None else []
-        self._borrowed = [not owned and _borrowable(ty) for _name, ty in params]
+        """Convert through wasmtime-py (True) or through the plans where there are some (False).
+        Only for bench/conversion.py."""
+        self._use_plans = not owned
 
 
 def call_bounded(
@@ -255,19 +256,19 @@ def call_bounded(
     param_tys, result_ty = sig.of(func, store)
     if len(params) != len(param_tys):
         raise TypeError(f"wrong number of parameters: given {len(params)}, expected {len(param_tys)}")
-    param_capi = (ffi.wasmtime_component_val_t * max(len(params), 1))()
-    borrowed = sig.borrowed()
-    keep: list[object] = []  # the Python-owned memory of borrowed parameters, alive until we return
-    owned: list[int] = []  # indices of parameters wasmtime-py lowered into C-owned memory
-    lowered = 0
+    param_plans, result_plan = sig.packed()
+    packed: _packed.Lowered | None = None  # alive until we return: the C side reads its buffer
+    owned = 0  # how many parameters wasmtime-py lowered into C-owned memory (freed at the end)
+    if param_plans is not None:
+        packed = _packed.lower(param_plans, params)
+        param_capi: Any = packed.vals
+    else:
+        param_capi = (ffi.wasmtime_component_val_t * max(len(params), 1))()
     try:
-        for (_name, ty), val in zip(param_tys, params, strict=True):
-            if borrowed[lowered]:
-                _lower_borrowed(ty, val, param_capi[lowered], keep)
-            else:
-                ty.convert_to_c(store, val, ctypes.pointer(param_capi[lowered]))
-                owned.append(lowered)
-            lowered += 1
+        if packed is None:
+            for (_name, ty), val in zip(param_tys, params, strict=True):
+                ty.convert_to_c(store, val, ctypes.pointer(param_capi[owned]))
+                owned += 1
         result = ffi.wasmtime_component_val_t()
 
         def run() -> ctypes._Pointer[ffi.wasmtime_error_t]:
@@ -275,7 +276,7 @@ def call_bounded(
                 byref(func._func),
                 store._context(),
                 param_capi,
-                lowered,
+                len(params),
                 byref(result) if result_ty is not None else None,
                 1 if result_ty is not None else 0,
             )
@@ -283,6 +284,11 @@ def call_bounded(
         wt_enter.enter_wasm(run)
         if result_ty is None:
             return None
+        if result_plan is not None:
+            try:
+                return _packed.lift(result_plan, result, max_bytes=max_bytes, max_items=max_items)
+            finally:
+                ffi.wasmtime_component_val_delete(byref(result))
         try:
             _check_size(result, max_bytes=max_bytes, max_items=max_items)
         except LiftTooLarge:
@@ -290,7 +296,7 @@ def call_bounded(
             raise
         return result_ty.convert_from_c(result)
     finally:
-        for i in owned:  # borrowed ones are Python's: freeing them through the C API would corrupt it
+        for i in range(owned):  # packed ones are Python's: freeing them through the C API would corrupt it
             ffi.wasmtime_component_val_delete(byref(param_capi[i]))
 
 
@@ -368,9 +374,8 @@ def _string_from_c(self: wt_types.String, c: Any) -> str:  # noqa: ARG001 - upst
     return text
 
 
-# Per record type, each field: (name, its UTF-8 bytes, a C vector borrowing those bytes, its type).
-# The tuple keeps the bytes alive for as long as the type object holds the list.
-_RecordField = tuple[str, bytes, ffi.wasm_byte_vec_t, wt_types.ValType]
+# Per record type, each field: (name, its UTF-8 bytes, its type).
+_RecordField = tuple[str, bytes, wt_types.ValType]
 
 
 def _record_names(self: wt_types.RecordType) -> list[_RecordField]:
@@ -378,8 +383,7 @@ def _record_names(self: wt_types.RecordType) -> list[_RecordField]:
     if names is None:
         names = []
         for name, ty in self.fields:
-            encoded = name.encode()
-            names.append((name, encoded, ffi.wasm_byte_vec_t(len(encoded), _borrow(encoded)), ty))
+            names.append((name, name.encode(), ty))
         self.__dict__["_extplane_names"] = names
     return names
 
@@ -391,7 +395,7 @@ def _record_to_c(self: wt_types.RecordType, store: Any, val: Any, ptr: Any) -> N
     data = raw.data
     done = 0
     try:
-        for name, encoded, _vec, ty in fields:
+        for name, encoded, ty in fields:
             entry = data[done]
             ty.convert_to_c(store, getattr(val, name), ctypes.pointer(entry.val))
             entry.name = _bytes_to_capi(encoded)
@@ -413,7 +417,7 @@ def _record_from_c(self: wt_types.RecordType, c: Any) -> Record:
     try:
         out = Record()
         data = rec.data
-        for i, (name, _encoded, _vec, ty) in zip(range(rec.size), _record_names(self), strict=True):
+        for i, (name, _encoded, ty) in zip(range(rec.size), _record_names(self), strict=True):
             entry = data[i]
             value = entry.val
             setattr(out, name, ty.convert_from_c(value))
@@ -422,68 +426,6 @@ def _record_from_c(self: wt_types.RecordType, c: Any) -> Record:
         return out
     finally:
         _valrecord_delete(byref(rec))
-
-
-_BYTE_PTR = ctypes.POINTER(ctypes.c_uint8)
-_VAL = ffi.wasmtime_component_val_t
-_ENTRY = wt_bindings.wasmtime_component_valrecord_entry_t
-_STRING_V = _STRING_KIND.value
-_RECORD_V = _RECORD_KIND.value
-_LIST_V = ffi.WASMTIME_COMPONENT_LIST.value
-_BOOL_V = _BOOL_KIND.value
-
-
-def _borrowable(ty: wt_types.ValType) -> bool:
-    """Whether `_lower_borrowed` can lay out values of this type (string, bool, record, list)."""
-    if isinstance(ty, (wt_types.String, wt_types.Bool)):
-        return True
-    if isinstance(ty, wt_types.RecordType):
-        return all(_borrowable(t) for _n, t in ty.fields)
-    if isinstance(ty, wt_types.ListType):
-        return not ty._is_bytes() and _borrowable(ty.element)
-    return False
-
-
-def _borrow(data: bytes) -> Any:
-    """A C pointer into `data`'s own buffer. It does not keep `data` alive: the caller must."""
-    return ctypes.cast(data, _BYTE_PTR)  # type: ignore[arg-type]  # ctypes takes bytes as char*
-
-
-def _lower_borrowed(ty: wt_types.ValType, val: Any, out: Any, keep: list[object]) -> None:
-    """Lay `val` out in `out` (a wasmtime_component_val_t) in Python-owned memory; everything the C
-    side will read is appended to `keep`, which must outlive the call. Raises TypeError as upstream
-    does for a value that does not match its type."""
-    if isinstance(ty, wt_types.String):
-        if not isinstance(val, str):
-            raise TypeError("expected string type")
-        data = val.encode("utf-8")
-        keep.append(data)
-        out.kind = _STRING_V
-        out.of.string = ffi.wasm_byte_vec_t(len(data), _borrow(data))
-    elif isinstance(ty, wt_types.Bool):
-        if not isinstance(val, bool):
-            raise TypeError("expected bool type")
-        out.kind = _BOOL_V
-        out.of.boolean = val
-    elif isinstance(ty, wt_types.RecordType):
-        fields = _record_names(ty)
-        entries = (_ENTRY * len(fields))()
-        keep.append(entries)
-        for entry, (name, _encoded, name_vec, field_ty) in zip(entries, fields, strict=True):
-            entry.name = name_vec
-            _lower_borrowed(field_ty, getattr(val, name), entry.val, keep)
-        out.kind = _RECORD_V
-        out.of.record = ffi.wasmtime_component_valrecord_t(len(fields), entries)
-    else:
-        if not isinstance(val, list):
-            raise TypeError("expected list value")
-        element = ty.element  # type: ignore[attr-defined]  # a ListType: _borrowable checked it
-        items = (_VAL * len(val))()
-        keep.append(items)
-        for item, value in zip(items, val, strict=True):
-            _lower_borrowed(element, value, item, keep)
-        out.kind = _LIST_V
-        out.of.list = ffi.wasmtime_component_vallist_t(len(val), items)
 
 
 def _memoized(getter: Callable[[Any], Any], key: str) -> Callable[[Any], Any]:

@@ -25,13 +25,13 @@ def test_the_upstream_switch_swaps_wasmtime_pys_own_conversions_in_and_back_out(
 
 
 def test_rows_are_each_variant_against_upstream() -> None:
-    us = {"upstream": [100.0, 110.0, 120.0], "patched": [90.0, 99.0, 108.0], "borrowed": [80.0, 88.0, 96.0]}
+    us = {"upstream": [100.0, 110.0, 120.0], "patched": [90.0, 99.0, 108.0], "packed": [80.0, 88.0, 96.0]}
     assert tuple(us) == VARIANTS
     rows = summarize(us)
     assert [r.figure for r in rows] == [
         "Runtime.run C echo, patched conversion (p50)",
         "Runtime.run C echo, patched conversion (mean)",
-        "Runtime.run C echo, borrowed conversion (p50)",
-        "Runtime.run C echo, borrowed conversion (mean)",
+        "Runtime.run C echo, packed conversion (p50)",
+        "Runtime.run C echo, packed conversion (mean)",
     ]
     assert [round(r.ratio or 0, 3) for r in rows] == [0.9, 0.9, 0.8, 0.8]
