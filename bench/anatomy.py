@@ -148,6 +148,7 @@ RULES: tuple[Rule, ...] = (
     Rule("conversion", "/wasmtime/component/_types.py"),
     Rule("conversion", "/wasmtime/component/_func.py"),
     Rule("conversion", "/runner/_adapter.py"),
+    Rule("conversion", "/runner/_packed.py"),
     Rule("conversion", "/runner/_engine.py", "_response"),
     Rule("conversion", "/runner/_engine.py", "_request_record"),
     Rule("conversion", "/wasmtime/component/_linker.py", "func_impl"),

@@ -132,6 +132,10 @@ def measure(
         argv += ["--rate", str(args.rate), "--duration", str(args.duration + 1), "-o", str(out)]
         if args.native:
             argv.append("--native")  # native leaves tell a thread blocked in C from one running C
+        if args.nonblocking:
+            # py-spy otherwise pauses the process per sample: the paused wall time then counts
+            # against runner._inline's budget, which demotes every co-located install to the pool.
+            argv.append("--nonblocking")
         spies.append((name, out, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
     time.sleep(0.5)  # py-spy attached before the load starts; samples of idle threads are dropped
     measured.profiled_rps = run_wrk(target, conns, args.duration, work)[0].rps
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=None, help="directory for raw py-spy files + JSON")
     parser.add_argument("--no-native", dest="native", action="store_false", help="no native frames")
+    parser.add_argument(
+        "--nonblocking", action="store_true", help="py-spy does not pause the process (--hop local)"
+    )
     parser.add_argument("--skip-python-guest", action="store_true", help="only the C echo guest")
     parser.add_argument(
         "--hop", choices=("frame", "http", "local"), default="frame", help="gateway->runner hop"

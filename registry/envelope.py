@@ -8,17 +8,24 @@ secrets, the digests of the bundle's precompiled artifacts — is validated agai
 once, when the install is cached, and kept as pre-serialized JSON fragments. A call then only
 serializes what is its own (request id, method, path, query, headers, user) and splices the base64
 body in as bytes, which keeps a 10 MiB body from being copied through a JSON encoder.
+
+`model(...)` is the same envelope as the validated model, for a runner in the gateway's own process
+(EXT_RUNNER_URL=local:): the install's parts were validated when it was cached, the call's own
+(`HttpCall`, `CallUser`) are validated here, and the whole is assembled without a second pass.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from registry.read_gateway import GatewayInstall
 from schema.envelope import (
+    MAX_REQUEST_ID,
     ArtifactDigest,
     CallContext,
+    CallUser,
     ExecLimits,
     ExecuteRequest,
     Grants,
@@ -38,6 +45,19 @@ def _config_strings(config: dict[str, object]) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class CallFields:
+    """What of an envelope is the call's own; the install supplies the rest."""
+
+    request_id: str
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body_b64: bytes
+    user: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedInstall:
     install: GatewayInstall
     by_method: dict[str, tuple[str, ...]]  # method -> declared path templates
@@ -49,6 +69,8 @@ class PreparedInstall:
     runner_headers: bytes
     _context_head: bytes  # '{"context":{...static fields...,"request_id":'
     _tail: bytes  # ',"limits":...,"capabilities":...,"egress":...,"secrets":...,"artifacts":...'
+    _context: CallContext  # validated, with a placeholder request_id
+    _parts: dict[str, Any]  # the other validated install parts, by ExecuteRequest field
 
     @property
     def active(self) -> bool:
@@ -76,21 +98,46 @@ class PreparedInstall:
         body_b64: bytes,
         user: dict[str, str] | None,
     ) -> bytes:
-        request = _dumps({"method": method, "path": path, "query": query, "headers": headers})
+        return self.encode(CallFields(request_id, method, path, query, headers, body_b64, user))
+
+    def encode(self, call: CallFields) -> bytes:
+        """The envelope of `call` against this install, as JSON bytes."""
+        request = _dumps(
+            {"method": call.method, "path": call.path, "query": call.query, "headers": call.headers}
+        )
         return b"".join(
             (
                 self._context_head,
-                _dumps(request_id).encode(),
+                _dumps(call.request_id).encode(),
                 b'},"request":',
                 request[:-1].encode(),
                 b',"body_b64":"',
-                body_b64,
+                call.body_b64,
                 b'"}',
                 self._tail,
                 b',"user":',
-                _dumps(user).encode(),
+                _dumps(call.user).encode(),
                 b"}",
             )
+        )
+
+    def model(self, call: CallFields) -> ExecuteRequest:
+        """The envelope `encode(call)` encodes, as the model the runner would parse from it. Raises
+        pydantic.ValidationError (a ValueError) for a call outside the envelope's bounds."""
+        request = HttpCall(
+            method=call.method,
+            path=call.path,
+            query=call.query,
+            headers=call.headers,
+            body_b64=call.body_b64.decode("ascii"),
+        )
+        if not 1 <= len(call.request_id) <= MAX_REQUEST_ID:  # CallContext.request_id's bounds
+            raise ValueError(f"request_id must be 1 to {MAX_REQUEST_ID} characters")
+        return ExecuteRequest.model_construct(
+            context=self._context.model_copy(update={"request_id": call.request_id}),
+            request=request,
+            user=CallUser(**call.user) if call.user is not None else None,
+            **self._parts,
         )
 
 
@@ -112,15 +159,14 @@ def prepare(install: GatewayInstall, *, default_rps: float, default_burst: int) 
     secrets = SealedSecrets(**asdict(install.secrets)) if install.secrets is not None else None
     artifacts = {fp: ArtifactDigest(sha256=sha, size=size) for fp, sha, size in install.artifacts}
     # The full model validates cross-field limits (egress count, ...) before we trust the fragments.
-    ExecuteRequest(
-        context=context,
-        request=HttpCall(method="GET", path="/"),
-        limits=limits,
-        capabilities=Grants(granted=list(install.granted_capabilities)),
-        egress=list(install.egress),
-        secrets=secrets,
-        artifacts=artifacts,
-    )
+    parts: dict[str, Any] = {
+        "limits": limits,
+        "capabilities": Grants(granted=list(install.granted_capabilities)),
+        "egress": list(install.egress),
+        "secrets": secrets,
+        "artifacts": artifacts,
+    }
+    ExecuteRequest(context=context, request=HttpCall(method="GET", path="/"), **parts)
     ctx = context.model_dump(mode="json", exclude={"request_id"})
     head = '{"context":' + _dumps(ctx)[:-1] + ',"request_id":'
     tail = "".join(
@@ -156,4 +202,6 @@ def prepare(install: GatewayInstall, *, default_rps: float, default_burst: int) 
         ).encode(),
         _context_head=head.encode(),
         _tail=tail.encode(),
+        _context=context,
+        _parts=parts,
     )

@@ -11,9 +11,12 @@ Two ways in, with the same admission, deadlines, limits, metrics and answers:
   the answer (docs/performance.md measured the runner's loop and hand-off as most of a cheap call's
   CPU). `departure.is_set()` says whether the caller left; it is asked while queued and at the
   guest's deadline checks.
-* `start(raw)` then, unless that already answered, `finish(entry, gone)`, for the co-located mode
+* `start(request)` then, unless that already answered, `finish(entry, gone)`, for the co-located mode
   (runner.local): `start` runs a call that runner._inline allows on the event loop's own thread, with
-  no task and no hand-off; any other call goes on as `run` would.
+  no task and no hand-off; any other call goes on as `run` would. Both take the envelope as bytes or
+  as the model the gateway built (no JSON between two parts of one process), and answer a guest
+  that ran and answered with its `Outcome` itself; `render` makes it the answer bytes. Refusals and
+  failures are answer bytes in every mode.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from schema.envelope import ExecError, ExecMetrics, ExecuteRequest, ExecuteRespo
 log = structlog.get_logger(__name__)
 
 Answer = tuple[int, bytes]
+# In-process callers (start/finish): a guest's successful Outcome, or the answer bytes of anything else.
+Reply = Answer | Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +99,24 @@ class Executor:
         entry = self._enter(raw, blocking=False)
         if not isinstance(entry, Admitted):
             return entry
-        return await self.finish(entry, gone)
+        return self.render(await self.finish(entry, gone))
 
-    def start(self, raw: bytes) -> Admitted | Answer:
-        """Parse and admit on the event loop: the answer when refused or run inline (runner._inline),
-        else the admitted call for `finish`."""
-        entry = self._enter(raw, blocking=False)
+    def render(self, reply: Reply) -> Answer:
+        """The answer bytes of a reply (`POST /v1/execute`'s 200 body for an Outcome)."""
+        if not isinstance(reply, Outcome):
+            return reply
+        body = ExecuteResponse(
+            status=reply.status,
+            headers=reply.headers,
+            body_b64=base64.b64encode(reply.body).decode(),
+            metrics=_metrics_of(reply),
+        )
+        return 200, body.model_dump_json().encode()
+
+    def start(self, request: bytes | ExecuteRequest) -> Admitted | Reply:
+        """Parse (unless given the model) and admit on the event loop: the reply when refused or run
+        inline (runner._inline), else the admitted call for `finish`."""
+        entry = self._enter(request, blocking=False)
         inline = self._inline
         if not isinstance(entry, Admitted) or entry.place is not None or inline is None:
             return entry
@@ -116,9 +133,9 @@ class Executor:
             self._released(entry.tenant, _NEVER)
         inline.observe(entry.envelope, cpu_s=cpu_s, wall_s=wall_s, inline=True)
         self._metrics.inline.inc()
-        return self._answer_outcome(outcome)
+        return self._settle(outcome)
 
-    async def finish(self, entry: Admitted, gone: asyncio.Future[Any]) -> Answer:
+    async def finish(self, entry: Admitted, gone: asyncio.Future[Any]) -> Reply:
         """The rest of `run`: wait for a thread if queued, run the guest on the pool."""
         if entry.place is not None:
             _on_disconnect(gone, entry.place.cancel)
@@ -145,7 +162,7 @@ class Executor:
             return self._failed(entry.envelope)
         finally:
             self._released(entry.tenant, cancel)
-        return self._answer_outcome(outcome)
+        return self._settle(outcome)
 
     def run_here(self, raw: bytes, departure: Departure) -> Answer | None:
         """One execution on the calling thread; None when the caller left (nothing to answer)."""
@@ -167,15 +184,15 @@ class Executor:
             self._released(entry.tenant, departure)
         if departure.is_set():
             return None
-        return self._answer_outcome(outcome)
+        return self.render(self._settle(outcome))
 
     def answer(self, error: RunnerError, outcome: Outcome | None = None) -> Answer:
         self._metrics.executions.labels(error.code.value).inc()
         return error.http_status, error_body(error, outcome)
 
-    def _enter(self, raw: bytes, *, blocking: bool) -> Admitted | Answer:
+    def _enter(self, raw: bytes | ExecuteRequest, *, blocking: bool) -> Admitted | Answer:
         """Parse and admit: the admitted call (maybe queued), or the answer refusing it."""
-        envelope = self._parse(raw)
+        envelope = raw if isinstance(raw, ExecuteRequest) else self._parse(raw)
         if not isinstance(envelope, ExecuteRequest):
             return envelope
         tenant = envelope.context.tenant_id
@@ -232,20 +249,15 @@ class Executor:
         log.exception("execute_failed", request_id=envelope.context.request_id)
         return self.answer(RunnerError("the runner failed to execute the request"))
 
-    def _answer_outcome(self, outcome: Outcome) -> Answer:
+    def _settle(self, outcome: Outcome) -> Reply:
+        """Count a finished run; a failed one becomes its error answer."""
         metrics = self._metrics
         metrics.duration.observe(outcome.duration_ms / 1000.0)
         metrics.fuel.inc(outcome.fuel_consumed)
         if outcome.error is not None:
             return self.answer(outcome.error, outcome)
         self._ok.inc()
-        body = ExecuteResponse(
-            status=outcome.status,
-            headers=outcome.headers,
-            body_b64=base64.b64encode(outcome.body).decode(),
-            metrics=_metrics_of(outcome),
-        )
-        return 200, body.model_dump_json().encode()
+        return outcome
 
     def _shed(self, error: RunnerBusy) -> Answer:
         self._metrics.busy.inc()

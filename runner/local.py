@@ -13,8 +13,11 @@ install caches) and the engine, which docs/deploy.md weighs.
 Calls known to be short run on the event loop's own thread, without the hand-off to a guest thread
 (runner._inline, EXT_LOCAL_INLINE_US); the others run on the guest threads as in a runner process.
 
-The envelope and the answer stay bytes, as on the wire, so `map_runner_reply` on the gateway reads a
-co-located answer exactly as a remote one.
+`call` takes the envelope as the model the gateway built and answers a guest that ran with its
+Outcome: between two parts of one process there is no JSON to write and parse (docs/performance.md
+measured the envelope's and the answer's JSON as the largest Python slice of a co-located call after
+conversion). Refusals and failures stay the answer bytes a runner sends, so the gateway maps them
+exactly as a remote runner's. `execute` is the bytes-in, bytes-out form of the same call.
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ from bundles.blobstore import BlobStore, FilesystemBlobStore
 from core.settings import RunnerSettings
 from runner._debug import DebugSink, MeteredSink
 from runner._debug_redis import RedisDebugSink
-from runner._execute import Admitted, Answer
+from runner._engine import Outcome
+from runner._execute import Admitted, Answer, Reply
 from runner._inline import InlinePolicy
 from runner._metrics import Metrics
 from runner._services import Services, debug_sink_of
+from schema.envelope import ExecuteRequest
+
+__all__ = ["LocalRunner", "Outcome"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +53,7 @@ class LocalRunner:
         self._redis_sink = redis_sink
         # Calls whose caller stopped waiting: their guest is told to stop, and until it has, its
         # task (and so its admission slot) lives on here.
-        self._abandoned: set[asyncio.Future[Answer]] = set()
+        self._abandoned: set[asyncio.Future[Reply]] = set()
 
     @classmethod
     def open(
@@ -74,9 +81,14 @@ class LocalRunner:
         return cls(services, metrics, redis_sink)
 
     async def execute(self, envelope: bytes, *, timeout_s: float) -> Answer:
-        """(status, answer JSON) as `POST /v1/execute` would answer. TimeoutError when there is no
-        answer within `timeout_s`: the call then leaves the queue, or its guest ends at its next
-        deadline check, as when a remote caller hangs up."""
+        """(status, answer JSON) as `POST /v1/execute` would answer; TimeoutError as `call`."""
+        return self._services.executor.render(await self.call(envelope, timeout_s=timeout_s))
+
+    async def call(self, envelope: bytes | ExecuteRequest, *, timeout_s: float) -> Reply:
+        """The Outcome of a guest that ran and answered, else (status, answer JSON) as `POST
+        /v1/execute` would answer. TimeoutError when there is no answer within `timeout_s`: the
+        call then leaves the queue, or its guest ends at its next deadline check, as when a remote
+        caller hangs up."""
         executor = self._services.executor
         admitted = executor.start(envelope)
         if not isinstance(admitted, Admitted):
@@ -93,7 +105,7 @@ class LocalRunner:
             raise TimeoutError
         return call.result()
 
-    def _abandon(self, call: asyncio.Future[Answer], gone: asyncio.Future[None]) -> None:
+    def _abandon(self, call: asyncio.Future[Reply], gone: asyncio.Future[None]) -> None:
         # Never cancel the task itself: it would release the admission slot while its guest thread
         # still runs. `gone` makes the executor stop the guest; the task then ends on its own.
         if not gone.done():

@@ -36,6 +36,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_HEADERS = 256
+MAX_REQUEST_ID = 200
 MAX_ARTIFACTS = 16
 # runner.compile.engine_fingerprint() values (also bundles.blobstore's fingerprint rule).
 ENGINE_FINGERPRINT_PATTERN = r"^[a-z0-9_-][a-z0-9._-]{0,127}$"
@@ -53,7 +54,7 @@ class CallContext(_Model):
     install_id: Annotated[str, Field(min_length=1, max_length=64)]
     version: Annotated[str, Field(min_length=1, max_length=128)]
     content_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-    request_id: Annotated[str, Field(min_length=1, max_length=200)]
+    request_id: Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID)]
     # The install's revision: bumps on every install workflow, so caches keyed by it self-invalidate.
     revision: Annotated[int, Field(ge=0)] = 0
     config: dict[str, str] = {}

@@ -50,6 +50,7 @@ from api.gateway.ui import UiPages, is_ui_path
 from core.errors import ExtplaneError, InvalidInput
 from core.logging import configure_logging
 from core.settings import ApiSettings
+from registry.envelope import CallFields
 from schema.errors import ErrorCode
 from schema.manifest import NAME_RE
 
@@ -262,7 +263,7 @@ class GatewayApp:
         if method not in READ_METHODS:
             given = idempotency.decode("latin-1") if idempotency else ""
             headers.append(("x-idempotency-key", given if IDEMPOTENCY_KEY.match(given) else rid))
-        envelope = install.envelope(
+        fields = CallFields(
             request_id=rid,
             method="GET" if method == "HEAD" else method,
             path=path,
@@ -274,13 +275,10 @@ class GatewayApp:
         timeout_ms = min(
             self.settings.gateway_timeout_ms, install.timeout_ms + self.settings.gateway_timeout_grace_ms
         )
-        reply = await res.runner.execute(
-            envelope,
-            request_id=rid,
-            timeout_s=timeout_ms / 1000.0,
-            tenant=caller.tenant_id,
-            headers=install.runner_headers,
-        )
+        reply = await res.runner.send(install, fields, timeout_s=timeout_ms / 1000.0, tenant=caller.tenant_id)
+        if reply.answer is not None:  # co-located: mapped already (api.gateway.colocated)
+            call.fuel_consumed = reply.answer.fuel_consumed
+            return reply.answer
         try:
             answer = map_runner_reply(reply.status, reply.body)
         except ExtplaneError:

@@ -143,15 +143,19 @@ def map_runner_reply(status: int, body: bytes) -> HandlerAnswer:
         payload = base64.b64decode(doc.get("body_b64") or "", validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise BadGateway("runner answer is not a valid execute response") from exc
-    if (
-        not isinstance(handler_status, int)
-        or not 200 <= handler_status <= 599
-        or not isinstance(headers, list)
-    ):
+    metrics = doc.get("metrics")
+    fuel = metrics.get("fuel_consumed") if isinstance(metrics, dict) else None
+    return handler_answer(handler_status, headers, payload, fuel)
+
+
+def handler_answer(status: Any, headers: Any, payload: bytes, fuel: Any) -> HandlerAnswer:
+    """The tenant-facing answer of a handler that ran, from what its runner reported: a remote one's
+    JSON (`map_runner_reply`) or a co-located one's Outcome (api.gateway.colocated)."""
+    if not isinstance(status, int) or not 200 <= status <= 599 or not isinstance(headers, list):
         raise BadGateway("runner answer carries an invalid handler status or headers")
-    if handler_status in (204, 304):
+    if status in (204, 304):
         payload = b""
-    return HandlerAnswer(handler_status, response_headers(headers), payload, _fuel(doc.get("metrics")))
+    return HandlerAnswer(status, response_headers(headers), payload, _fuel_value(fuel))
 
 
 def failed_run_fuel(body: bytes) -> int | None:
@@ -165,9 +169,10 @@ def failed_run_fuel(body: bytes) -> int | None:
 
 
 def _fuel(metrics: Any) -> int | None:
-    if not isinstance(metrics, dict):
-        return None
-    fuel = metrics.get("fuel_consumed")
+    return _fuel_value(metrics.get("fuel_consumed")) if isinstance(metrics, dict) else None
+
+
+def _fuel_value(fuel: Any) -> int | None:
     # bool is an int; and a value past bigint would fail the whole COPY batch it sits in.
     return fuel if type(fuel) is int and 0 <= fuel <= _BIGINT_MAX else None
 

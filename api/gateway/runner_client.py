@@ -31,6 +31,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
+from api.gateway.http import HandlerAnswer
+from registry.envelope import CallFields, PreparedInstall
 from schema.runner_frames import (
     ANSWER_HEAD,
     HELLO_OK,
@@ -48,6 +50,8 @@ _MAX_BODY = 64 * 1024 * 1024
 class RunnerReply:
     status: int
     body: bytes
+    # A co-located handler's answer, already mapped (api.gateway.colocated): then `body` is empty.
+    answer: HandlerAnswer | None = None
 
 
 class RunnerHop(Protocol):
@@ -63,6 +67,13 @@ class RunnerHop(Protocol):
         tenant: str = "",
         headers: bytes = b"",
     ) -> RunnerReply: ...
+
+    async def send(
+        self, install: PreparedInstall, call: CallFields, *, timeout_s: float, tenant: str
+    ) -> RunnerReply:
+        """One tenant call against `install`: `execute` of its envelope, in whatever form the hop
+        carries it."""
+        ...
 
     def metrics_text(self) -> bytes:
         """Prometheus text of a runner in this process; empty for remote ones (they serve their own)."""
@@ -356,6 +367,17 @@ class RunnerPool:
             timeout_s=_left(deadline, timeout_s),
             tenant=tenant,
             headers=headers,
+        )
+
+    async def send(
+        self, install: PreparedInstall, call: CallFields, *, timeout_s: float, tenant: str
+    ) -> RunnerReply:
+        return await self.execute(
+            install.encode(call),
+            request_id=call.request_id,
+            timeout_s=timeout_s,
+            tenant=tenant,
+            headers=install.runner_headers,
         )
 
     def metrics_text(self) -> bytes:

@@ -1,9 +1,11 @@
 """Co-located mode (EXT_RUNNER_URL=local:): the guest runs in the gateway's process (runner.local).
 
-The behaviours every hop must keep are test_proxy's own tests, collected here again against a
-co-located gateway; below them is what only this mode has: its settings, abandoning a guest whose
-caller stopped waiting, the runner's admission answering 503 in-process, the runner's metrics on
-the gateway's /metrics, and `python -m api.gateway --reuse-port` processes pinned with EXT_CPUS.
+The behaviours every hop must keep are test_proxy's own tests and test_execlog_caller's fuel and
+principal records, collected here again against a co-located gateway (whose answers are Outcomes,
+not JSON, api.gateway.colocated); below them is what only this mode has: its settings, abandoning
+a guest whose caller stopped waiting, the runner's admission answering 503 in-process, the
+runner's metrics on the gateway's /metrics, and `python -m api.gateway --reuse-port` processes
+pinned with EXT_CPUS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from tests.gateway.conftest import (
     gateway_process,
     wait_http,
 )
+from tests.gateway.test_execlog_caller import (  # collected again: fuel from a co-located Outcome
+    test_calls_that_ran_no_guest_have_no_fuel,
+    test_guest_failures_record_the_fuel_they_burnt,
+    test_tenant_and_operator_calls_record_principal_and_fuel,
+)
 from tests.gateway.test_policy import assert_error
 from tests.gateway.test_proxy import (  # collected again, over the co-located hop
     test_guest_trap_is_bad_gateway,
@@ -46,6 +53,9 @@ from tests.gateway.test_proxy import (  # collected again, over the co-located h
 pytestmark = pytest.mark.integration
 
 __all__ = [
+    "test_calls_that_ran_no_guest_have_no_fuel",
+    "test_guest_failures_record_the_fuel_they_burnt",
+    "test_tenant_and_operator_calls_record_principal_and_fuel",
     "test_guest_trap_is_bad_gateway",
     "test_handler_status_passes_through",
     "test_overlong_path_or_query_is_a_client_error",

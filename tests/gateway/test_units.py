@@ -12,10 +12,10 @@ import pytest
 
 from api.gateway.cache import TtlCache
 from api.gateway.errors import BadGateway, HandlerTimeout, RunnerBusy
-from api.gateway.http import forward_headers, map_runner_reply
+from api.gateway.http import HandlerAnswer, forward_headers, handler_answer, map_runner_reply
 from api.gateway.runner_client import RunnerClient, RunnerSaturated
 from core.crypto import SecretEnvelope
-from registry.envelope import prepare
+from registry.envelope import CallFields, prepare
 from registry.read_gateway import GatewayInstall
 from schema.envelope import ExecuteRequest
 
@@ -84,6 +84,84 @@ def test_envelope_is_valid_and_carries_install_state() -> None:
     assert prepared.match("POST", "/items/abc") == "/items/:id"
     assert prepared.match("POST", "/items/abc/def") is None
     assert prepared.match("DELETE", "/items/abc") is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"user": None, "headers": [], "body_b64": b"", "query": ""},
+        {"headers": [(f"x-{i}", "\u00e9" * i) for i in range(200)], "path": "/p" * 1000},
+    ],
+    ids=["typical", "bare", "large"],
+)
+def test_the_envelope_model_is_what_the_runner_parses_from_its_bytes(fields: dict[str, object]) -> None:
+    """Co-located mode hands the runner `model(call)`; a remote runner parses `encode(call)`: the same
+    envelope, field for field."""
+    from dataclasses import replace
+
+    fp = "wasmtime-50.0.1-x86_64-linux-0123456789abcdef"
+    prepared = prepare(
+        replace(INSTALL, artifacts=((fp, "ab" * 32, 4096),)), default_rps=5.0, default_burst=10
+    )
+    call = CallFields(
+        **{  # type: ignore[arg-type]
+            "request_id": "req-1",
+            "method": "POST",
+            "path": "/items/1",
+            "query": "a=1&b=%22",
+            "headers": [("content-type", 'text/plain; q="x"'), ("x-\u00e9", "\u00e9")],
+            "body_b64": base64.b64encode(b"\x00\xffbody"),
+            "user": {"id": "tok", "kind": "token"},
+            **fields,
+        }
+    )
+    parsed = ExecuteRequest.model_validate_json(prepared.encode(call))
+    model = prepared.model(call)
+    assert model.model_dump() == parsed.model_dump()
+    assert model == parsed
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"method": ""}, {"path": "/" + "x" * 2048}, {"headers": [("a", "b")] * 257}, {"request_id": ""}],
+    ids=["empty-method", "long-path", "too-many-headers", "empty-request-id"],
+)
+def test_the_envelope_model_refuses_what_the_runner_would_refuse(fields: dict[str, object]) -> None:
+    prepared = prepare(INSTALL, default_rps=5.0, default_burst=10)
+    base: dict[str, object] = {
+        "request_id": "r",
+        "method": "GET",
+        "path": "/status",
+        "query": "",
+        "headers": [],
+        "body_b64": b"",
+        "user": None,
+    }
+    call = CallFields(**{**base, **fields})  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        prepared.model(call)
+    with pytest.raises(ValueError):
+        ExecuteRequest.model_validate_json(prepared.encode(call))
+
+
+def test_a_handler_answer_is_mapped_alike_from_json_and_from_an_outcome() -> None:
+    headers = [["content-type", "text/plain"], ["set-cookie", "a=1"], ["x-ext-k", "v"]]
+    body = json.dumps(
+        {
+            "status": 201,
+            "headers": headers,
+            "body_b64": base64.b64encode(b"hi").decode(),
+            "metrics": {"fuel_consumed": 9},
+        }
+    ).encode()
+    assert map_runner_reply(200, body) == handler_answer(201, headers, b"hi", 9)
+    assert handler_answer(204, [], b"dropped", True) == HandlerAnswer(
+        204, [(b"cache-control", b"no-store")], b"", None
+    )
+    for status in (101, 600, "200"):
+        with pytest.raises(BadGateway):
+            handler_answer(status, [], b"", 1)
 
 
 def test_envelope_carries_the_recorded_artifact_digests() -> None:
