@@ -32,7 +32,7 @@ RUNNER_FOR_ACTIVITIES = {"runner", "runner.compile"}
 WORKER_MODULE = "workflows.worker"
 # Co-located mode (issue 14): one gateway module may run guests in-process through runner.local.
 COLOCATED_MODULE = "api.gateway.colocated"
-RUNNER_FOR_COLOCATED = {"runner", "runner.local", "runner.local.LocalRunner"}
+RUNNER_FOR_COLOCATED = {"runner", "runner.local", "runner.local.LocalRunner", "runner.local.Outcome"}
 
 
 def _modules() -> list[tuple[str, Path]]:
